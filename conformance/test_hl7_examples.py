@@ -1,0 +1,118 @@
+"""Every official HL7 R4 example of a served type is accepted and read back unaltered.
+
+For each file of hl7.fhir.r4.examples@4.0.1 whose resourceType is served:
+  PUT [base]/Type/<id> with the file's bytes as they are   -> 200 or 201
+  GET [base]/Type/<id>                                       -> 200, the same resource:
+      equal to the file except meta.versionId / meta.lastUpdated (and meta if left empty),
+      numbers compared by their text (1.50 is not 1.5), key order ignored;
+      meta.versionId present, meta.lastUpdated an instant, ETag W/"<versionId>".
+  If the PUT answered with the resource, that body must equal the file in the same way.
+
+One test per backend collects every failing file, so that a run shows them all at once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from support import (
+    INSTANT_RE,
+    SERVED_TYPES,
+    body_json,
+    json_diff,
+    loads_exact,
+    outcome_summary,
+    without_server_meta,
+)
+
+MAX_DIFF_LINES = 8
+
+
+def served_examples(directory: Path) -> list[tuple[Path, bytes, dict]]:
+    out = []
+    for path in sorted(directory.glob("*.json")):
+        if path.name.startswith(".") or path.name == "package.json":
+            continue
+        raw = path.read_bytes()
+        try:
+            resource = loads_exact(raw)
+        except ValueError:
+            continue  # not a resource we could send as is; the package has none of these
+        if isinstance(resource, dict) and resource.get("resourceType") in SERVED_TYPES:
+            out.append((path, raw, resource))
+    return out
+
+
+def check_same(label: str, sent: dict, got, problems: list[str]) -> None:
+    if not isinstance(got, dict):
+        problems.append(f"{label}: not a JSON object")
+        return
+    diffs = json_diff(without_server_meta(sent), without_server_meta(got))
+    if diffs:
+        shown = diffs[:MAX_DIFF_LINES]
+        more = f" (+{len(diffs) - len(shown)} more)" if len(diffs) > len(shown) else ""
+        problems.append(f"{label} differs from the file{more}:\n      " + "\n      ".join(shown))
+
+
+def check_example(fhir, path: Path, raw: bytes, resource: dict) -> list[str]:
+    rtype, rid = resource["resourceType"], resource["id"]
+    problems: list[str] = []
+
+    put = fhir.request("PUT", f"{rtype}/{rid}", body=raw)
+    if put.status_code not in (200, 201):
+        return [f"PUT {rtype}/{rid} -> {outcome_summary(put)}"]
+    if put.content:
+        try:
+            echoed = loads_exact(put.content)
+        except ValueError:
+            echoed = None
+            problems.append(f"PUT {rtype}/{rid} answered {put.status_code} with a body that is not JSON")
+        if isinstance(echoed, dict) and echoed.get("resourceType") == rtype:
+            check_same("the PUT response body", resource, echoed, problems)
+
+    got = fhir.get(f"{rtype}/{rid}")
+    if got.status_code != 200:
+        problems.append(f"GET {rtype}/{rid} after the PUT -> {outcome_summary(got)}")
+        return problems
+    try:
+        back = body_json(got)
+    except AssertionError as exc:
+        return problems + [str(exc)]
+    check_same("the read-back", resource, back, problems)
+
+    meta = back.get("meta") if isinstance(back, dict) else None
+    version = meta.get("versionId") if isinstance(meta, dict) else None
+    updated = meta.get("lastUpdated") if isinstance(meta, dict) else None
+    if not isinstance(version, str) or not version:
+        problems.append(f"the read-back has no meta.versionId (meta = {meta!r})")
+    elif got.headers.get("ETag") != f'W/"{version}"':
+        problems.append(f"ETag {got.headers.get('ETag')!r}, expected W/\"{version}\"")
+    if not isinstance(updated, str) or not INSTANT_RE.match(updated):
+        problems.append(f"meta.lastUpdated {updated!r} is not a FHIR instant")
+    return problems
+
+
+def test_hl7_examples_round_trip(server, fhir, hl7_examples):
+    examples = served_examples(hl7_examples)
+    per_type = Counter(res["resourceType"] for _, _, res in examples)
+    missing = [t for t in SERVED_TYPES if per_type[t] == 0]
+    assert not missing, (
+        f"{hl7_examples} has no example of {missing}: is it hl7.fhir.r4.examples@4.0.1?"
+    )
+
+    failures: list[str] = []
+    for path, raw, resource in examples:
+        problems = check_example(fhir, path, raw, resource)
+        if problems:
+            failures.append(f"{path.name}:\n    " + "\n    ".join(problems))
+
+    if failures:
+        pytest.fail(
+            f"{len(failures)} of {len(examples)} official examples failed on {server.backend} "
+            f"({', '.join(f'{t} {n}' for t, n in sorted(per_type.items()))}):\n"
+            + "\n".join(failures),
+            pytrace=False,
+        )

@@ -1,0 +1,166 @@
+//! Settings, from the command line, `CARNET_*` environment variables and an optional TOML
+//! file, in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// Carnet: a FHIR R4 server for personal health records.
+#[derive(Debug, Parser)]
+#[command(name = "carnet", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the FHIR API (under /fhir) after migrating the database.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Database: a file path, sqlite:PATH, or postgres://user@host:port/db
+    /// [default: sqlite:carnet.db]
+    #[arg(long, env = "CARNET_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Most database connections held open [default: 16]
+    #[arg(long, env = "CARNET_POOL_SIZE")]
+    pub pool_size: Option<u32>,
+
+    /// TOML file with any of these settings (command line and environment win)
+    #[arg(long, env = "CARNET_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Address and port to listen on (port 0 picks a free one) [default: 127.0.0.1:8080]
+    #[arg(long, env = "CARNET_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// Public base URL of the FHIR API, used in links and Location headers
+    /// [default: http(s)://LISTEN/fhir]
+    #[arg(long, env = "CARNET_BASE_URL")]
+    pub base_url: Option<String>,
+
+    /// PEM certificate chain; with --tls-key, serve HTTPS
+    #[arg(long, env = "CARNET_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert
+    #[arg(long, env = "CARNET_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Largest request body in bytes, after decompression [default: 33554432 (32 MiB)]
+    #[arg(long, env = "CARNET_MAX_BODY_SIZE")]
+    pub max_body_size: Option<usize>,
+
+    /// HTTP worker threads [default: number of CPUs]
+    #[arg(long, env = "CARNET_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+/// The config file: the same settings, snake_case keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database_url: Option<String>,
+    pool_size: Option<u32>,
+    listen: Option<SocketAddr>,
+    base_url: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    max_body_size: Option<usize>,
+    workers: Option<usize>,
+}
+
+/// Database settings with defaults applied.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub database_url: String,
+    pub pool_size: u32,
+}
+
+/// Server settings with defaults applied.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub database: DatabaseConfig,
+    pub listen: SocketAddr,
+    pub base_url: Option<String>,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub max_body_size: usize,
+    pub workers: usize,
+}
+
+fn read_file(path: Option<&Path>) -> Result<FileConfig, String> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
+}
+
+impl DatabaseArgs {
+    pub fn resolve(&self) -> Result<DatabaseConfig, String> {
+        let file = read_file(self.config.as_deref())?;
+        Ok(resolve_database(self, &file))
+    }
+}
+
+fn resolve_database(args: &DatabaseArgs, file: &FileConfig) -> DatabaseConfig {
+    DatabaseConfig {
+        database_url: args
+            .database_url
+            .clone()
+            .or_else(|| file.database_url.clone())
+            .unwrap_or_else(|| "sqlite:carnet.db".into()),
+        pool_size: args.pool_size.or(file.pool_size).unwrap_or(16),
+    }
+}
+
+impl ServeArgs {
+    pub fn resolve(&self) -> Result<ServeConfig, String> {
+        let file = read_file(self.database.config.as_deref())?;
+        let tls = match (
+            self.tls_cert.clone().or(file.tls_cert.clone()),
+            self.tls_key.clone().or(file.tls_key.clone()),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err("TLS needs both a certificate (tls_cert) and a key (tls_key)".into()),
+        };
+        let workers = self
+            .workers
+            .or(file.workers)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        Ok(ServeConfig {
+            database: resolve_database(&self.database, &file),
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            base_url: self
+                .base_url
+                .clone()
+                .or(file.base_url.clone())
+                .map(|u| u.trim_end_matches('/').to_string()),
+            tls,
+            max_body_size: self
+                .max_body_size
+                .or(file.max_body_size)
+                .unwrap_or(32 * 1024 * 1024),
+            workers: workers.max(1),
+        })
+    }
+}

@@ -1,0 +1,11 @@
+//! Resource rules: definitions, validation, compartments, patches. Knows nothing of HTTP or SQL.
+
+pub mod compartment;
+pub mod definitions;
+pub mod instant;
+pub mod json;
+pub mod meta;
+pub mod outcome;
+pub mod patch;
+pub mod served;
+pub mod validate;

@@ -1,0 +1,151 @@
+//! Reading what a request carries besides its path: query parameters, FHIR headers and the
+//! body, each with the limits and errors a client needs.
+
+use actix_web::dev::Decompress;
+use actix_web::http::header::{self, HeaderName};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest};
+use futures_util::StreamExt;
+
+use super::error::ApiError;
+use crate::fhir::outcome::Issue;
+
+/// The query string as ordered pairs; repeated parameters stay repeated.
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn parse(req: &HttpRequest) -> Result<Params, ApiError> {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+            .map(Params)
+            .map_err(|e| {
+                ApiError::bad_request(Issue::error(
+                    "invalid",
+                    format!("malformed query string: {e}"),
+                ))
+            })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Fails with 400 naming every parameter outside `known` (`_format` and `_pretty` are
+    /// always allowed), unless the client asked for lenient handling.
+    pub fn reject_unknown(&self, req: &HttpRequest, known: &[&str]) -> Result<(), ApiError> {
+        if prefer(req, "handling") == Some("lenient") {
+            return Ok(());
+        }
+        let unknown: Vec<&str> = self
+            .0
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !known.contains(k) && !matches!(*k, "_format" | "_pretty"))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::bad_request(Issue::error(
+            "not-supported",
+            format!(
+                "unknown or unsupported parameter(s): {}; supported here: {}",
+                unknown.join(", "),
+                known.join(", ")
+            ),
+        )))
+    }
+}
+
+/// A value of the `Prefer` header, e.g. `prefer(req, "return")` -> `Some("minimal")`.
+pub fn prefer<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
+    req.headers()
+        .get_all(header::HeaderName::from_static("prefer"))
+        .find_map(|value| {
+            value.to_str().ok()?.split([',', ';']).find_map(|part| {
+                let (key, value) = part.split_once('=')?;
+                (key.trim().eq_ignore_ascii_case(name)).then(|| value.trim().trim_matches('"'))
+            })
+        })
+}
+
+/// How much of the written resource to send back (`Prefer: return=...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Return {
+    Minimal,
+    Representation,
+    OperationOutcome,
+}
+
+pub fn prefer_return(req: &HttpRequest) -> Return {
+    match prefer(req, "return") {
+        Some("minimal") => Return::Minimal,
+        Some("OperationOutcome") => Return::OperationOutcome,
+        _ => Return::Representation,
+    }
+}
+
+/// A version from an ETag-style header (`W/"3"`, `"3"` or `3`); 400 when malformed.
+pub fn version_header(req: &HttpRequest, name: HeaderName) -> Result<Option<i64>, ApiError> {
+    let Some(value) = req.headers().get(&name) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    parse_etag(text).map(Some).ok_or_else(|| {
+        ApiError::bad_request(Issue::error(
+            "invalid",
+            format!("{name}: {text:?} is not a version tag; expected W/\"<versionId>\""),
+        ))
+    })
+}
+
+pub fn parse_etag(text: &str) -> Option<i64> {
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    let text = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    text.parse::<i64>().ok().filter(|v| *v > 0)
+}
+
+/// Reads the whole body, decompressed, refusing more than `limit` bytes with 413 (so a small
+/// gzip bomb cannot inflate past the limit either).
+pub async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Issue::error(
+                "too-costly",
+                format!("the body is larger than the limit of {limit} bytes (--max-body-size)"),
+            ),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut stream = Decompress::from_headers(payload.into_inner(), req.headers());
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(Issue::error(
+                "structure",
+                format!("cannot read the body: {e}"),
+            ))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

@@ -1,0 +1,77 @@
+//! Building successful responses with the FHIR headers: ETag, Last-Modified, Location.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use actix_web::http::header::{self, HttpDate};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, HttpResponseBuilder};
+
+use super::negotiate::Reply;
+use super::request::Return;
+use crate::fhir::outcome::{operation_outcome, Issue};
+
+/// What the headers of a resource response describe.
+pub struct VersionInfo<'a> {
+    pub res_type: &'a str,
+    pub res_id: &'a str,
+    pub version: i64,
+    pub last_updated: i64,
+}
+
+pub fn etag(version: i64) -> String {
+    format!("W/\"{version}\"")
+}
+
+pub fn http_date(micros: i64) -> HttpDate {
+    let secs = u64::try_from(micros.div_euclid(1_000_000)).unwrap_or(0);
+    HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// A builder with ETag and Last-Modified set.
+pub fn versioned(status: StatusCode, info: &VersionInfo<'_>) -> HttpResponseBuilder {
+    let mut response = HttpResponse::build(status);
+    response
+        .insert_header((header::ETAG, etag(info.version)))
+        .insert_header((header::LAST_MODIFIED, http_date(info.last_updated)));
+    response
+}
+
+/// The answer to a create, update or patch, honouring `Prefer: return`.
+pub fn written(
+    status: StatusCode,
+    info: &VersionInfo<'_>,
+    base_url: &str,
+    reply: Reply,
+    prefer: Return,
+    body: String,
+) -> HttpResponse {
+    let mut response = versioned(status, info);
+    response.insert_header((
+        header::LOCATION,
+        format!(
+            "{base_url}/{}/{}/_history/{}",
+            info.res_type, info.res_id, info.version
+        ),
+    ));
+    match prefer {
+        Return::Minimal => response.finish(),
+        Return::Representation => response.content_type(reply.content_type()).body(body),
+        Return::OperationOutcome => {
+            let verb = if status == StatusCode::CREATED {
+                "created"
+            } else {
+                "updated"
+            };
+            let issue = Issue::information(
+                "informational",
+                format!(
+                    "{}/{} {verb}, version {}",
+                    info.res_type, info.res_id, info.version
+                ),
+            );
+            response
+                .content_type(reply.content_type())
+                .body(operation_outcome(&[issue]).to_string())
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! `GET /metadata`: the CapabilityStatement, generated from the route table and the list of
+//! served types, so it states exactly what works.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use super::{Level, INTERACTIONS};
+use crate::fhir::served::served_types;
+use crate::http::error::ApiError;
+use crate::http::negotiate::reply_format;
+use crate::http::request::Params;
+use crate::http::AppState;
+
+pub async fn capability_statement(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::parse(&req)?;
+    params.reject_unknown(&req, &["mode"])?;
+    let reply = reply_format(&req, params.get("_format"))?;
+    let body = build(&state.base_url).to_string();
+    Ok(HttpResponse::Ok()
+        .content_type(reply.content_type())
+        .body(body))
+}
+
+fn codes(levels: &[Level]) -> Vec<Value> {
+    INTERACTIONS
+        .iter()
+        .filter(|i| levels.contains(&i.level))
+        .map(|i| json!({ "code": i.code }))
+        .collect()
+}
+
+pub fn build(base_url: &str) -> Value {
+    let resources: Vec<Value> = served_types()
+        .iter()
+        .map(|t| {
+            json!({
+                "type": t,
+                "profile": format!("http://hl7.org/fhir/StructureDefinition/{t}"),
+                "interaction": codes(&[Level::Instance, Level::Type]),
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": false,
+                "conditionalRead": "not-supported",
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": chrono::Utc::now().format("%Y-%m-%d").to_string(),
+        "publisher": "Carnet",
+        "kind": "instance",
+        "software": { "name": "Carnet", "version": env!("CARGO_PKG_VERSION") },
+        "implementation": { "description": "Carnet FHIR server", "url": base_url },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": codes(&[Level::System]),
+        }],
+    })
+}

@@ -1,0 +1,133 @@
+//! The route table. The same table registers the handlers and fills the CapabilityStatement,
+//! so `/metadata` cannot claim an interaction the server does not route, nor hide one.
+
+mod history;
+mod metadata;
+mod resource;
+mod system;
+
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, Route};
+
+use super::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Instance,
+    Type,
+    System,
+}
+
+/// One FHIR REST interaction: its code in the CapabilityStatement, and where it is routed.
+#[derive(Debug, Clone)]
+pub struct Interaction {
+    pub code: &'static str,
+    pub level: Level,
+    pub method: Method,
+    /// Relative to the FHIR base.
+    pub path: &'static str,
+}
+
+const fn interaction(
+    code: &'static str,
+    level: Level,
+    method: Method,
+    path: &'static str,
+) -> Interaction {
+    Interaction {
+        code,
+        level,
+        method,
+        path,
+    }
+}
+
+pub const INTERACTIONS: &[Interaction] = &[
+    interaction("read", Level::Instance, Method::GET, "/{type}/{id}"),
+    interaction(
+        "vread",
+        Level::Instance,
+        Method::GET,
+        "/{type}/{id}/_history/{vid}",
+    ),
+    interaction("update", Level::Instance, Method::PUT, "/{type}/{id}"),
+    interaction("patch", Level::Instance, Method::PATCH, "/{type}/{id}"),
+    interaction("delete", Level::Instance, Method::DELETE, "/{type}/{id}"),
+    interaction(
+        "history-instance",
+        Level::Instance,
+        Method::GET,
+        "/{type}/{id}/_history",
+    ),
+    interaction("history-type", Level::Type, Method::GET, "/{type}/_history"),
+    interaction("create", Level::Type, Method::POST, "/{type}"),
+    interaction("history-system", Level::System, Method::GET, "/_history"),
+];
+
+/// Paths in matching order: literal segments before parameters.
+const PATHS: &[&str] = &[
+    "/_history",
+    "/{type}/_history",
+    "/{type}/{id}/_history/{vid}",
+    "/{type}/{id}/_history",
+    "/{type}/{id}",
+    "/{type}",
+];
+
+fn handler(code: &str) -> Route {
+    match code {
+        "read" => web::get().to(resource::read),
+        "vread" => web::get().to(resource::vread),
+        "update" => web::put().to(resource::update),
+        "patch" => web::patch().to(resource::patch),
+        "delete" => web::delete().to(resource::delete),
+        "create" => web::post().to(resource::create),
+        "history-instance" => web::get().to(history::instance),
+        "history-type" => web::get().to(history::type_level),
+        "history-system" => web::get().to(history::system),
+        other => unreachable!("interaction {other} has no handler"),
+    }
+}
+
+/// Registers every route of the server.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/health")
+            .route(web::get().to(system::health))
+            .default_service(web::to(|req: HttpRequest| {
+                system::method_not_allowed(req, "GET".into())
+            })),
+    );
+    let mut fhir = web::scope("/fhir").service(
+        web::resource("/metadata")
+            .route(web::get().to(metadata::capability_statement))
+            .default_service(web::to(|req: HttpRequest| {
+                system::method_not_allowed(req, "GET".into())
+            })),
+    );
+    for path in PATHS {
+        let routed: Vec<&Interaction> = INTERACTIONS.iter().filter(|i| i.path == *path).collect();
+        let allow = routed
+            .iter()
+            .map(|i| i.method.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut resource = web::resource(*path);
+        for i in &routed {
+            resource = resource.route(handler(i.code));
+        }
+        fhir = fhir.service(resource.default_service(web::to(move |req: HttpRequest| {
+            system::method_not_allowed(req, allow.clone())
+        })));
+    }
+    cfg.service(fhir);
+}
+
+/// 404 with an OperationOutcome for anything outside the route table.
+pub async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "no route for {} {}; the FHIR API is under /fhir (see /fhir/metadata)",
+        req.method(),
+        req.path()
+    )))
+}

@@ -1,0 +1,528 @@
+//! Instance and type interactions on one resource: create, read, vread, update, patch, delete.
+//! Binary also travels raw, in its own content type.
+
+use std::cell::RefCell;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::access::AccessScope;
+use crate::fhir::outcome::Issue;
+use crate::fhir::patch::{apply_json_patch, PatchError};
+use crate::fhir::{compartment, json, meta, served, validate};
+use crate::http::error::ApiError;
+use crate::http::negotiate::{
+    body_kind, reply_format, unsupported, wants_binary_resource, Body, Reply,
+};
+use crate::http::request::{prefer_return, read_body, version_header, Params};
+use crate::http::response::{versioned, written, VersionInfo};
+use crate::http::AppState;
+use crate::store::{Deletion, NewVersion, StoreError, WriteMethod, Written};
+
+/// How many times a PATCH re-reads and re-applies when another writer got in between.
+const PATCH_ATTEMPTS: usize = 8;
+
+/// The caller's scope. Until authorization exists every request may touch everything.
+pub(super) fn scope(_req: &HttpRequest) -> AccessScope {
+    AccessScope::Everything
+}
+
+pub(super) fn check_type(res_type: &str) -> Result<(), ApiError> {
+    if served::is_served(res_type) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "unknown or unsupported resource type {res_type:?}; this server serves: {}",
+            served::served_types().join(", ")
+        )))
+    }
+}
+
+pub(super) fn check_id(id: &str) -> Result<(), ApiError> {
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(Issue::error(
+            "value",
+            format!("{id:?} is not a valid resource id: 1 to 64 characters among A-Z a-z 0-9 - ."),
+        )))
+    }
+}
+
+fn check_version(text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "{text:?} is not a version id of this server (1, 2, 3, ...)"
+        ))
+    })
+}
+
+/// Parses and validates a body as a resource of `res_type`; 400 naming every problem.
+fn parse_resource(state: &AppState, bytes: &[u8], res_type: &str) -> Result<Value, ApiError> {
+    let resource = json::parse_resource(bytes).map_err(ApiError::bad_request)?;
+    let sent_type = resource["resourceType"].as_str().unwrap_or("");
+    if sent_type != res_type {
+        return Err(ApiError::bad_request(
+            Issue::error(
+                "invalid",
+                format!("the body is a {sent_type} but the URL addresses {res_type}"),
+            )
+            .at("resourceType"),
+        ));
+    }
+    let issues = validate::validate_resource(state.definitions, &resource);
+    if issues.is_empty() {
+        Ok(resource)
+    } else {
+        Err(ApiError::with_issues(StatusCode::BAD_REQUEST, issues))
+    }
+}
+
+/// A Binary sent in its own content type, turned into the resource that stores it.
+fn binary_from_raw(req: &HttpRequest, content_type: &str, bytes: &[u8]) -> Value {
+    let mut binary = json!({
+        "resourceType": "Binary",
+        "contentType": content_type,
+    });
+    if let Some(context) = req
+        .headers()
+        .get("X-Security-Context")
+        .and_then(|v| v.to_str().ok())
+    {
+        binary["securityContext"] = json!({ "reference": context });
+    }
+    if !bytes.is_empty() {
+        binary["data"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    binary
+}
+
+/// Reads the body of a create or update as a resource of `res_type`.
+async fn incoming_resource(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    res_type: &str,
+) -> Result<Value, ApiError> {
+    let kind = body_kind(req)?;
+    let bytes = read_body(req, payload, state.max_body_bytes).await?;
+    match kind {
+        Body::FhirJson => parse_resource(state, &bytes, res_type),
+        Body::Other(content_type) if res_type == "Binary" => {
+            let binary = binary_from_raw(req, &content_type, &bytes);
+            let issues = validate::validate_resource(state.definitions, &binary);
+            if issues.is_empty() {
+                Ok(binary)
+            } else {
+                Err(ApiError::with_issues(StatusCode::BAD_REQUEST, issues))
+            }
+        }
+        Body::JsonPatch => Err(unsupported("a JSON Patch body is only accepted with PATCH")),
+        Body::Other(content_type) => Err(unsupported(&format!(
+            "Content-Type {content_type} is not accepted for {res_type}; send application/fhir+json"
+        ))),
+    }
+}
+
+/// Stamps `resource` with its id and the server's metadata and writes it.
+fn store_resource(
+    state: &AppState,
+    scope: &AccessScope,
+    mut resource: Value,
+    res_id: &str,
+    method: WriteMethod,
+    if_match: Option<i64>,
+) -> Result<Written, StoreError> {
+    meta::set_id(&mut resource, res_id);
+    let res_type = resource["resourceType"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let patients = compartment::patient_compartments(state.definitions, &resource, &state.base_url);
+    let new = NewVersion {
+        res_type: &res_type,
+        res_id,
+        patients: &patients,
+        method,
+        if_match,
+        must_be_new: method == WriteMethod::Post,
+    };
+    let resource = RefCell::new(resource);
+    let render = |version: i64, last_updated: i64| {
+        let mut resource = resource.borrow_mut();
+        meta::stamp(&mut resource, res_id, version, last_updated);
+        resource.to_string()
+    };
+    state.store.write(scope, &new, &render)
+}
+
+pub async fn create(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let res_type = path.into_inner();
+    check_type(&res_type)?;
+    let params = Params::parse(&req)?;
+    params.reject_unknown(&req, &[])?;
+    let reply = reply_format(&req, params.get("_format"))?;
+    let resource = incoming_resource(&req, payload, &state, &res_type).await?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let scope = scope(&req);
+    let worker = state.clone();
+    let res_id = id.clone();
+    let stored = web::block(move || {
+        store_resource(&worker, &scope, resource, &res_id, WriteMethod::Post, None)
+    })
+    .await??;
+    let info = VersionInfo {
+        res_type: &res_type,
+        res_id: &id,
+        version: stored.version,
+        last_updated: stored.last_updated,
+    };
+    Ok(written(
+        StatusCode::CREATED,
+        &info,
+        &state.base_url,
+        reply,
+        prefer_return(&req),
+        stored.body,
+    ))
+}
+
+pub async fn update(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (res_type, res_id) = path.into_inner();
+    check_type(&res_type)?;
+    check_id(&res_id)?;
+    let params = Params::parse(&req)?;
+    params.reject_unknown(&req, &[])?;
+    let reply = reply_format(&req, params.get("_format"))?;
+    let if_match = version_header(&req, header::IF_MATCH)?;
+    let mut resource = incoming_resource(&req, payload, &state, &res_type).await?;
+    match resource.get("id").and_then(Value::as_str) {
+        Some(id) if id == res_id => {}
+        Some(id) => {
+            return Err(ApiError::bad_request(
+                Issue::error(
+                    "invalid",
+                    format!("the body has id {id:?} but the URL says {res_id:?}"),
+                )
+                .at(format!("{res_type}.id")),
+            ))
+        }
+        // A raw Binary carries no id; the URL gives it.
+        None if res_type == "Binary" && !is_json(&req) => meta::set_id(&mut resource, &res_id),
+        None => {
+            return Err(ApiError::bad_request(
+                Issue::error(
+                    "required",
+                    format!("an update must carry the id of the URL ({res_id:?}) in the body"),
+                )
+                .at(format!("{res_type}.id")),
+            ))
+        }
+    }
+    let scope = scope(&req);
+    let worker = state.clone();
+    let id = res_id.clone();
+    let stored = web::block(move || {
+        store_resource(&worker, &scope, resource, &id, WriteMethod::Put, if_match)
+    })
+    .await??;
+    let status = if stored.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let info = VersionInfo {
+        res_type: &res_type,
+        res_id: &res_id,
+        version: stored.version,
+        last_updated: stored.last_updated,
+    };
+    Ok(written(
+        status,
+        &info,
+        &state.base_url,
+        reply,
+        prefer_return(&req),
+        stored.body,
+    ))
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    matches!(body_kind(req), Ok(Body::FhirJson))
+}
+
+pub async fn patch(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (res_type, res_id) = path.into_inner();
+    check_type(&res_type)?;
+    check_id(&res_id)?;
+    let params = Params::parse(&req)?;
+    params.reject_unknown(&req, &[])?;
+    let reply = reply_format(&req, params.get("_format"))?;
+    let if_match = version_header(&req, header::IF_MATCH)?;
+    if body_kind(&req)? != Body::JsonPatch {
+        return Err(unsupported(
+            "PATCH takes a JSON Patch document with Content-Type application/json-patch+json",
+        ));
+    }
+    let bytes = read_body(&req, payload, state.max_body_bytes).await?;
+    let patch = json::parse_strict(&bytes).map_err(ApiError::bad_request)?;
+    let scope = scope(&req);
+    let worker = state.clone();
+    let (ty, id) = (res_type.clone(), res_id.clone());
+    let stored =
+        web::block(move || patch_resource(&worker, &scope, &ty, &id, patch, if_match)).await??;
+    let info = VersionInfo {
+        res_type: &res_type,
+        res_id: &res_id,
+        version: stored.version,
+        last_updated: stored.last_updated,
+    };
+    Ok(written(
+        StatusCode::OK,
+        &info,
+        &state.base_url,
+        reply,
+        prefer_return(&req),
+        stored.body,
+    ))
+}
+
+/// Read, apply, validate, write with the read version as precondition; start over if another
+/// writer got in between (unless the client pinned the version with If-Match).
+fn patch_resource(
+    state: &AppState,
+    scope: &AccessScope,
+    res_type: &str,
+    res_id: &str,
+    patch: Value,
+    if_match: Option<i64>,
+) -> Result<Written, ApiError> {
+    for _ in 0..PATCH_ATTEMPTS {
+        let current = state
+            .store
+            .read(scope, res_type, res_id)?
+            .ok_or_else(|| ApiError::not_found(format!("{res_type}/{res_id} does not exist")))?;
+        let Some(body) = current.body.filter(|_| !current.deleted) else {
+            return Err(ApiError::gone(format!("{res_type}/{res_id} was deleted")));
+        };
+        if let Some(expected) = if_match {
+            if expected != current.version {
+                return Err(StoreError::VersionConflict {
+                    expected,
+                    current: current.version,
+                }
+                .into());
+            }
+        }
+        let resource: Value = serde_json::from_str(&body).map_err(|e| {
+            ApiError::internal(format!("stored {res_type}/{res_id} is unreadable: {e}"))
+        })?;
+        let patched = apply_json_patch(&resource, patch.clone()).map_err(|e| match e {
+            PatchError::Malformed(issue) => ApiError::bad_request(issue),
+            PatchError::Unprocessable(issue) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issue)
+            }
+        })?;
+        let issues = validate::validate_resource(state.definitions, &patched);
+        if !issues.is_empty() {
+            return Err(ApiError::with_issues(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                issues,
+            ));
+        }
+        match store_resource(
+            state,
+            scope,
+            patched,
+            res_id,
+            WriteMethod::Patch,
+            Some(current.version),
+        ) {
+            Err(StoreError::VersionConflict { .. }) if if_match.is_none() => continue,
+            other => return Ok(other?),
+        }
+    }
+    Err(StoreError::Contention.into())
+}
+
+pub async fn read(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (res_type, res_id) = path.into_inner();
+    check_type(&res_type)?;
+    check_id(&res_id)?;
+    let params = Params::parse(&req)?;
+    params.reject_unknown(&req, &[])?;
+    let format = params.get("_format");
+    let raw_binary = res_type == "Binary" && !wants_binary_resource(&req, format);
+    let reply = if raw_binary {
+        Reply::FhirJson
+    } else {
+        reply_format(&req, format)?
+    };
+    let scope = scope(&req);
+    let worker = state.clone();
+    let (ty, id) = (res_type.clone(), res_id.clone());
+    let current = web::block(move || worker.store.read(&scope, &ty, &id))
+        .await??
+        .ok_or_else(|| ApiError::not_found(format!("{res_type}/{res_id} does not exist")))?;
+    let Some(body) = current.body.filter(|_| !current.deleted) else {
+        return Err(ApiError::gone(format!("{res_type}/{res_id} was deleted")));
+    };
+    let info = VersionInfo {
+        res_type: &res_type,
+        res_id: &res_id,
+        version: current.version,
+        last_updated: current.last_updated,
+    };
+    if not_modified(&req, &info) {
+        return Ok(versioned(StatusCode::NOT_MODIFIED, &info).finish());
+    }
+    if raw_binary {
+        return raw_binary_response(&info, &body);
+    }
+    Ok(versioned(StatusCode::OK, &info)
+        .content_type(reply.content_type())
+        .body(body))
+}
+
+/// `If-None-Match` (a matching ETag) or `If-Modified-Since` (nothing newer) make a read 304.
+fn not_modified(req: &HttpRequest, info: &VersionInfo<'_>) -> bool {
+    if let Some(tags) = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        return tags.split(',').any(|t| {
+            t.trim() == "*" || crate::http::request::parse_etag(t.trim()) == Some(info.version)
+        });
+    }
+    if let Some(since) = req
+        .headers()
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<header::HttpDate>().ok())
+    {
+        return crate::http::response::http_date(info.last_updated) <= since;
+    }
+    false
+}
+
+/// The content of a Binary in its own media type.
+fn raw_binary_response(info: &VersionInfo<'_>, body: &str) -> Result<HttpResponse, ApiError> {
+    let binary: Value = serde_json::from_str(body)
+        .map_err(|e| ApiError::internal(format!("stored Binary is unreadable: {e}")))?;
+    let content_type = binary["contentType"]
+        .as_str()
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let data = match binary.get("data").and_then(Value::as_str) {
+        Some(data) => base64::engine::general_purpose::STANDARD
+            .decode(data.split_ascii_whitespace().collect::<String>())
+            .map_err(|e| ApiError::internal(format!("stored Binary data is not base64: {e}")))?,
+        None => Vec::new(),
+    };
+    let mut response = versioned(StatusCode::OK, info);
+    response.insert_header((header::CONTENT_TYPE, content_type));
+    if let Some(context) = binary
+        .pointer("/securityContext/reference")
+        .and_then(Value::as_str)
+    {
+        response.insert_header(("X-Security-Context", context.to_string()));
+    }
+    Ok(response.body(data))
+}
+
+pub async fn vread(
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (res_type, res_id, version) = path.into_inner();
+    check_type(&res_type)?;
+    check_id(&res_id)?;
+    let version = check_version(&version)?;
+    let params = Params::parse(&req)?;
+    params.reject_unknown(&req, &[])?;
+    let format = params.get("_format");
+    let raw_binary = res_type == "Binary" && !wants_binary_resource(&req, format);
+    let reply = if raw_binary {
+        Reply::FhirJson
+    } else {
+        reply_format(&req, format)?
+    };
+    let scope = scope(&req);
+    let worker = state.clone();
+    let (ty, id) = (res_type.clone(), res_id.clone());
+    let found = web::block(move || worker.store.vread(&scope, &ty, &id, version))
+        .await??
+        .ok_or_else(|| {
+            ApiError::not_found(format!("{res_type}/{res_id} has no version {version}"))
+        })?;
+    let info = VersionInfo {
+        res_type: &res_type,
+        res_id: &res_id,
+        version: found.version,
+        last_updated: found.last_updated,
+    };
+    let Some(body) = found.body else {
+        return Err(ApiError::gone(format!(
+            "version {version} of {res_type}/{res_id} is a deletion"
+        )));
+    };
+    if raw_binary {
+        return raw_binary_response(&info, &body);
+    }
+    Ok(versioned(StatusCode::OK, &info)
+        .content_type(reply.content_type())
+        .body(body))
+}
+
+pub async fn delete(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (res_type, res_id) = path.into_inner();
+    check_type(&res_type)?;
+    check_id(&res_id)?;
+    let params = Params::parse(&req)?;
+    params.reject_unknown(&req, &[])?;
+    let if_match = version_header(&req, header::IF_MATCH)?;
+    let scope = scope(&req);
+    let worker = state.clone();
+    let (ty, id) = (res_type.clone(), res_id.clone());
+    match web::block(move || worker.store.delete(&scope, &ty, &id, if_match)).await?? {
+        Deletion::Deleted { version, .. } => Ok(HttpResponse::NoContent()
+            .insert_header((header::ETAG, crate::http::response::etag(version)))
+            .finish()),
+        Deletion::AlreadyDeleted => Ok(HttpResponse::NoContent().finish()),
+        Deletion::NotFound => Err(ApiError::not_found(format!(
+            "{res_type}/{res_id} does not exist"
+        ))),
+    }
+}

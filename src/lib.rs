@@ -1,0 +1,11 @@
+//! Carnet: a FHIR R4 server for personal health records.
+//!
+//! Requests flow one way: `http` parses and answers, `access` decides what a caller may touch,
+//! `fhir` knows resource rules, `store` talks SQL. `server` wires them together.
+
+pub mod access;
+pub mod config;
+pub mod fhir;
+pub mod http;
+pub mod server;
+pub mod store;

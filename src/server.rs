@@ -1,0 +1,89 @@
+//! Starting the server: open and migrate the store, bind the socket (TLS when configured),
+//! and hand requests to the `http` layer.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+
+use actix_web::{web, App, HttpServer};
+
+use crate::config::ServeConfig;
+use crate::fhir::definitions;
+use crate::http::{self, AppState};
+use crate::store::{DatabaseUrl, Store};
+
+/// A server that is bound and about to serve.
+pub struct Started {
+    pub server: actix_web::dev::Server,
+    pub addr: SocketAddr,
+    pub base_url: String,
+}
+
+/// Opens and migrates the database, then binds. Errors are messages for the operator.
+pub fn start(config: &ServeConfig) -> Result<Started, String> {
+    let url = DatabaseUrl::parse(&config.database.database_url).map_err(|e| e.to_string())?;
+    let store = Store::open(&url, config.database.pool_size).map_err(|e| e.to_string())?;
+    let applied = store.migrate().map_err(|e| e.to_string())?;
+    if applied > 0 {
+        log::info!("applied {applied} migration(s) to {url}");
+    }
+    let definitions = definitions::r4();
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(load_tls(cert, key)?),
+        None => None,
+    };
+    let listener = TcpListener::bind(config.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let base_url = config
+        .base_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{addr}/fhir"));
+    let state = web::Data::new(AppState {
+        store,
+        definitions,
+        base_url: base_url.clone(),
+        max_body_bytes: config.max_body_size,
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(http::configure)
+    })
+    .workers(config.workers);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls),
+        None => server.listen(listener),
+    }
+    .map_err(|e| format!("cannot serve on {addr}: {e}"))?;
+    let server = server.run();
+    println!("carnet listening on {scheme}://{addr}");
+    let _ = std::io::stdout().flush();
+    log::info!("FHIR base {base_url}, database {url}");
+    Ok(Started {
+        server,
+        addr,
+        base_url,
+    })
+}
+
+fn load_tls(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read the TLS certificate {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{} holds no PEM certificate", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("cannot read the TLS key {}: {e}", key.display()))?;
+    rustls::ServerConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("the TLS certificate and key do not form a usable pair: {e}"))
+}

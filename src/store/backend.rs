@@ -1,0 +1,190 @@
+//! The one place that knows there are two database backends: how a URL picks one, how its
+//! connections are set up, and which migrations it runs.
+
+use std::fmt;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::{PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use super::StoreError;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend; diesel dispatches every query to the right one.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type DbPool = Pool<ConnectionManager<DbConnection>>;
+
+/// The backend type diesel builds queries for, covering both databases.
+pub type Db = <DbConnection as diesel::Connection>::Backend;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database location as the user gave it, resolved to a backend.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    backend: Backend,
+    /// What diesel connects to: a file path for SQLite, the URL itself for PostgreSQL.
+    target: String,
+}
+
+impl DatabaseUrl {
+    /// Accepts `postgres://...`/`postgresql://...`, `sqlite:PATH`, `sqlite://PATH` or a bare path.
+    pub fn parse(url: &str) -> Result<DatabaseUrl, StoreError> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err(StoreError::Config(
+                "the database URL is empty: give a path, sqlite:PATH or postgres://...".into(),
+            ));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl {
+                backend: Backend::Postgres,
+                target: url.to_string(),
+            });
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() || path.contains("://") {
+            return Err(StoreError::Config(format!(
+                "unsupported database URL {url:?}: use a path, sqlite:PATH or postgres://..."
+            )));
+        }
+        Ok(DatabaseUrl {
+            backend: Backend::Sqlite,
+            target: path.to_string(),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    /// Shows where the data is without printing a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.backend {
+            Backend::Sqlite => write!(f, "sqlite:{}", self.target),
+            Backend::Postgres => {
+                let redacted = match (self.target.find("://"), self.target.rfind('@')) {
+                    (Some(scheme), Some(at)) if at > scheme => {
+                        let credentials = &self.target[scheme + 3..at];
+                        match credentials.split_once(':') {
+                            Some((user, _)) => format!(
+                                "{}{}:***{}",
+                                &self.target[..scheme + 3],
+                                user,
+                                &self.target[at..]
+                            ),
+                            None => self.target.clone(),
+                        }
+                    }
+                    _ => self.target.clone(),
+                };
+                f.write_str(&redacted)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Per-connection settings applied whenever the pool opens a connection.
+#[derive(Debug)]
+struct ConnectionSetup(Backend);
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for ConnectionSetup {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        let sql = match self.0 {
+            // WAL lets readers run beside the writer; synchronous=FULL makes every acknowledged
+            // commit durable across a power loss, not only a process crash.
+            Backend::Sqlite => {
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
+            }
+            Backend::Postgres => "SET application_name = 'carnet';",
+        };
+        conn.batch_execute(sql)
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Opens a pool of `size` connections; fails fast with a clear message when the database
+/// cannot be reached.
+pub fn open_pool(url: &DatabaseUrl, size: u32) -> Result<DbPool, StoreError> {
+    let manager = ConnectionManager::<DbConnection>::new(url.target.clone());
+    Pool::builder()
+        .max_size(size.max(1))
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(10))
+        .connection_customizer(Box::new(ConnectionSetup(url.backend)))
+        .build(manager)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {url}: {e}")))
+}
+
+/// Applies the migrations of this backend that have not run yet.
+pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, StoreError> {
+    let applied = match conn {
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        DbConnection::Postgres(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.len()),
+    };
+    applied.map_err(|e| StoreError::Migration(e.to_string()))
+}
+
+/// Whether every migration of this backend has been applied.
+pub fn is_migrated(conn: &mut DbConnection) -> Result<bool, StoreError> {
+    let pending = match conn {
+        DbConnection::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
+        DbConnection::Postgres(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
+    };
+    pending
+        .map(|p| !p)
+        .map_err(|e| StoreError::Migration(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_the_backend() {
+        let pg = DatabaseUrl::parse("postgres://u:secret@localhost/db").unwrap();
+        assert_eq!(pg.backend(), Backend::Postgres);
+        assert_eq!(pg.to_string(), "postgres://u:***@localhost/db");
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:carnet.db").unwrap().target,
+            "carnet.db"
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///tmp/x.db").unwrap().target,
+            "/tmp/x.db"
+        );
+        assert_eq!(
+            DatabaseUrl::parse("./data/c.db").unwrap().backend(),
+            Backend::Sqlite
+        );
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+        assert!(DatabaseUrl::parse("").is_err());
+    }
+}

@@ -1,0 +1,449 @@
+//! Reading and writing resources: create, update, delete, read and vread, each in one
+//! transaction, each under the caller's access scope.
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use super::backend::DbConnection;
+use super::schema::{resource, resource_compartment, resource_version};
+use super::{now_micros, Store, StoreError};
+use crate::access::AccessScope;
+
+/// How many times a write is retried when concurrent writers on one resource keep beating it.
+const MAX_WRITE_ATTEMPTS: usize = 64;
+
+/// The current state of a resource.
+#[derive(Debug, Clone, Queryable)]
+pub struct Current {
+    pub version: i64,
+    pub last_updated: i64,
+    pub deleted: bool,
+    /// The JSON text of the current version; `None` when deleted.
+    pub body: Option<String>,
+}
+
+/// One stored version.
+#[derive(Debug, Clone, Queryable)]
+pub struct Version {
+    pub res_type: String,
+    pub res_id: String,
+    pub version: i64,
+    pub last_updated: i64,
+    pub method: String,
+    /// `None` for a deletion.
+    pub body: Option<String>,
+}
+
+impl Version {
+    pub fn is_deletion(&self) -> bool {
+        self.body.is_none()
+    }
+}
+
+/// The HTTP verb that produced a version, kept for history bundles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMethod {
+    Post,
+    Put,
+    Patch,
+}
+
+impl WriteMethod {
+    fn as_str(self) -> &'static str {
+        match self {
+            WriteMethod::Post => "POST",
+            WriteMethod::Put => "PUT",
+            WriteMethod::Patch => "PATCH",
+        }
+    }
+}
+
+/// A new version to write.
+#[derive(Debug, Clone)]
+pub struct NewVersion<'a> {
+    pub res_type: &'a str,
+    pub res_id: &'a str,
+    /// Patients whose compartments hold the new content, main one first.
+    pub patients: &'a [String],
+    pub method: WriteMethod,
+    /// `If-Match`: write only if the current version is this one.
+    pub if_match: Option<i64>,
+    /// Refuse to write when the resource already exists (a create with a server-chosen id).
+    pub must_be_new: bool,
+}
+
+/// The outcome of a successful write.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub version: i64,
+    pub last_updated: i64,
+    /// True when no live resource existed before (first write, or write after a deletion).
+    pub created: bool,
+    pub body: String,
+}
+
+/// The outcome of a delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletion {
+    Deleted { version: i64, last_updated: i64 },
+    AlreadyDeleted,
+    NotFound,
+}
+
+/// Why one attempt of a write transaction ended early.
+enum Attempt {
+    Retry,
+    Fail(StoreError),
+}
+
+impl From<DieselError> for Attempt {
+    fn from(e: DieselError) -> Self {
+        match e {
+            // Two creates of one id raced; the loser retries as an update.
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Attempt::Retry,
+            // PostgreSQL may abort one of two conflicting transactions; try again.
+            DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
+                Attempt::Retry
+            }
+            other => Attempt::Fail(StoreError::Database(other)),
+        }
+    }
+}
+
+impl From<StoreError> for Attempt {
+    fn from(e: StoreError) -> Self {
+        Attempt::Fail(e)
+    }
+}
+
+/// `(res_key, version, deleted, last_updated)` of a resource row.
+type RowState = (i64, i64, bool, i64);
+
+impl Store {
+    /// Reads the current version of `res_type/res_id`, if the caller may see it.
+    pub fn read(
+        &self,
+        scope: &AccessScope,
+        res_type: &str,
+        res_id: &str,
+    ) -> Result<Option<Current>, StoreError> {
+        let mut conn = self.conn()?;
+        let mut query = resource::table
+            .inner_join(
+                resource_version::table.on(resource_version::res_key
+                    .eq(resource::res_key)
+                    .and(resource_version::version.eq(resource::version))),
+            )
+            .filter(resource::res_type.eq(res_type))
+            .filter(resource::res_id.eq(res_id))
+            .select((
+                resource::version,
+                resource::last_updated,
+                resource::deleted,
+                resource_version::body,
+            ))
+            .into_boxed();
+        if let AccessScope::Patients(patients) = scope {
+            query = query.filter(resource::res_key.eq_any(compartment_keys(patients)));
+        }
+        Ok(query.first::<Current>(&mut conn).optional()?)
+    }
+
+    /// Reads one version of `res_type/res_id`, if it exists and the caller may see it.
+    pub fn vread(
+        &self,
+        scope: &AccessScope,
+        res_type: &str,
+        res_id: &str,
+        version: i64,
+    ) -> Result<Option<Version>, StoreError> {
+        let mut conn = self.conn()?;
+        let Some(key) = visible_key(&mut conn, scope, res_type, res_id)? else {
+            return Ok(None);
+        };
+        Ok(resource_version::table
+            .filter(resource_version::res_key.eq(key))
+            .filter(resource_version::version.eq(version))
+            .select(version_columns())
+            .first::<Version>(&mut conn)
+            .optional()?)
+    }
+
+    /// Writes a new version of a resource, creating it when it does not exist (or was
+    /// deleted). `render` turns the assigned `(version, last_updated)` into the JSON text to
+    /// store, so that the body carries the server's metadata.
+    pub fn write(
+        &self,
+        scope: &AccessScope,
+        new: &NewVersion<'_>,
+        render: &dyn Fn(i64, i64) -> String,
+    ) -> Result<Written, StoreError> {
+        if !scope.permits_write(new.patients) {
+            return Err(StoreError::Forbidden);
+        }
+        let _writer = self.writer();
+        let mut conn = self.conn()?;
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            match conn.transaction(|conn| write_attempt(conn, scope, new, render)) {
+                Ok(written) => return Ok(written),
+                Err(Attempt::Retry) => continue,
+                Err(Attempt::Fail(e)) => return Err(e),
+            }
+        }
+        Err(StoreError::Contention)
+    }
+
+    /// Deletes a resource by writing a tombstone version.
+    pub fn delete(
+        &self,
+        scope: &AccessScope,
+        res_type: &str,
+        res_id: &str,
+        if_match: Option<i64>,
+    ) -> Result<Deletion, StoreError> {
+        let _writer = self.writer();
+        let mut conn = self.conn()?;
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let attempt =
+                conn.transaction(|conn| delete_attempt(conn, scope, res_type, res_id, if_match));
+            match attempt {
+                Ok(deletion) => return Ok(deletion),
+                Err(Attempt::Retry) => continue,
+                Err(Attempt::Fail(e)) => return Err(e),
+            }
+        }
+        Err(StoreError::Contention)
+    }
+}
+
+fn write_attempt(
+    conn: &mut DbConnection,
+    scope: &AccessScope,
+    new: &NewVersion<'_>,
+    render: &dyn Fn(i64, i64) -> String,
+) -> Result<Written, Attempt> {
+    let now = now_micros();
+    let existing = row_state(conn, new.res_type, new.res_id)?;
+    let (key, version, last_updated, created) = match existing {
+        None => {
+            if let Some(expected) = new.if_match {
+                return Err(StoreError::VersionConflict {
+                    expected,
+                    current: 0,
+                }
+                .into());
+            }
+            let key = diesel::insert_into(resource::table)
+                .values((
+                    resource::res_type.eq(new.res_type),
+                    resource::res_id.eq(new.res_id),
+                    resource::version.eq(1),
+                    resource::last_updated.eq(now),
+                    resource::deleted.eq(false),
+                    resource::patient.eq(new.patients.first()),
+                ))
+                .returning(resource::res_key)
+                .get_result::<i64>(conn)?;
+            (key, 1, now, true)
+        }
+        Some((key, current, deleted, previous_update)) => {
+            if new.must_be_new {
+                return Err(StoreError::AlreadyExists.into());
+            }
+            if !is_visible(conn, scope, key)? {
+                return Err(StoreError::Forbidden.into());
+            }
+            if let Some(expected) = new.if_match {
+                if expected != current {
+                    return Err(StoreError::VersionConflict { expected, current }.into());
+                }
+            }
+            // Timestamps of one resource never go backwards, even if the clock does.
+            let last_updated = now.max(previous_update + 1);
+            let changed = diesel::update(resource::table)
+                .filter(resource::res_key.eq(key))
+                .filter(resource::version.eq(current))
+                .set((
+                    resource::version.eq(current + 1),
+                    resource::last_updated.eq(last_updated),
+                    resource::deleted.eq(false),
+                    resource::patient.eq(new.patients.first()),
+                ))
+                .execute(conn)?;
+            if changed == 0 {
+                return Err(Attempt::Retry);
+            }
+            diesel::delete(resource_compartment::table)
+                .filter(resource_compartment::res_key.eq(key))
+                .execute(conn)?;
+            (key, current + 1, last_updated, deleted)
+        }
+    };
+    let body = render(version, last_updated);
+    diesel::insert_into(resource_version::table)
+        .values((
+            resource_version::res_key.eq(key),
+            resource_version::version.eq(version),
+            resource_version::res_type.eq(new.res_type),
+            resource_version::res_id.eq(new.res_id),
+            resource_version::last_updated.eq(last_updated),
+            resource_version::method.eq(new.method.as_str()),
+            resource_version::body.eq(Some(body.as_str())),
+        ))
+        .execute(conn)?;
+    insert_compartments(conn, key, new.patients)?;
+    Ok(Written {
+        version,
+        last_updated,
+        created,
+        body,
+    })
+}
+
+fn delete_attempt(
+    conn: &mut DbConnection,
+    scope: &AccessScope,
+    res_type: &str,
+    res_id: &str,
+    if_match: Option<i64>,
+) -> Result<Deletion, Attempt> {
+    let Some((key, current, deleted, previous_update)) = row_state(conn, res_type, res_id)? else {
+        return Ok(Deletion::NotFound);
+    };
+    if !is_visible(conn, scope, key)? {
+        return Ok(Deletion::NotFound);
+    }
+    if let Some(expected) = if_match {
+        if expected != current {
+            return Err(StoreError::VersionConflict { expected, current }.into());
+        }
+    }
+    if deleted {
+        return Ok(Deletion::AlreadyDeleted);
+    }
+    let last_updated = now_micros().max(previous_update + 1);
+    let changed = diesel::update(resource::table)
+        .filter(resource::res_key.eq(key))
+        .filter(resource::version.eq(current))
+        .set((
+            resource::version.eq(current + 1),
+            resource::last_updated.eq(last_updated),
+            resource::deleted.eq(true),
+        ))
+        .execute(conn)?;
+    if changed == 0 {
+        return Err(Attempt::Retry);
+    }
+    diesel::insert_into(resource_version::table)
+        .values((
+            resource_version::res_key.eq(key),
+            resource_version::version.eq(current + 1),
+            resource_version::res_type.eq(res_type),
+            resource_version::res_id.eq(res_id),
+            resource_version::last_updated.eq(last_updated),
+            resource_version::method.eq("DELETE"),
+            resource_version::body.eq(None::<&str>),
+        ))
+        .execute(conn)?;
+    // Compartment rows stay: they still decide who may read the history of the deleted resource.
+    Ok(Deletion::Deleted {
+        version: current + 1,
+        last_updated,
+    })
+}
+
+fn row_state(
+    conn: &mut DbConnection,
+    res_type: &str,
+    res_id: &str,
+) -> Result<Option<RowState>, DieselError> {
+    resource::table
+        .filter(resource::res_type.eq(res_type))
+        .filter(resource::res_id.eq(res_id))
+        .select((
+            resource::res_key,
+            resource::version,
+            resource::deleted,
+            resource::last_updated,
+        ))
+        .first::<RowState>(conn)
+        .optional()
+}
+
+fn insert_compartments(
+    conn: &mut DbConnection,
+    key: i64,
+    patients: &[String],
+) -> Result<(), DieselError> {
+    let mut seen: Vec<&String> = Vec::with_capacity(patients.len());
+    for patient in patients {
+        if seen.contains(&patient) {
+            continue;
+        }
+        seen.push(patient);
+        diesel::insert_into(resource_compartment::table)
+            .values((
+                resource_compartment::patient.eq(patient),
+                resource_compartment::res_key.eq(key),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The keys of resources in the compartments of `patients`, as a subquery for `eq_any`.
+#[diesel::dsl::auto_type]
+pub(super) fn compartment_keys<'a>(patients: &'a [String]) -> _ {
+    resource_compartment::table
+        .filter(resource_compartment::patient.eq_any(patients))
+        .select(resource_compartment::res_key)
+}
+
+/// Whether the resource with `key` is inside `scope`, decided by the database.
+fn is_visible(conn: &mut DbConnection, scope: &AccessScope, key: i64) -> Result<bool, DieselError> {
+    match scope {
+        AccessScope::Everything => Ok(true),
+        AccessScope::Patients(patients) => diesel::select(diesel::dsl::exists(
+            resource_compartment::table
+                .filter(resource_compartment::res_key.eq(key))
+                .filter(resource_compartment::patient.eq_any(patients)),
+        ))
+        .get_result(conn),
+    }
+}
+
+/// The key of `res_type/res_id` if it exists (deleted or not) and is inside `scope`.
+pub(super) fn visible_key(
+    conn: &mut DbConnection,
+    scope: &AccessScope,
+    res_type: &str,
+    res_id: &str,
+) -> Result<Option<i64>, StoreError> {
+    let mut query = resource::table
+        .filter(resource::res_type.eq(res_type))
+        .filter(resource::res_id.eq(res_id))
+        .select(resource::res_key)
+        .into_boxed();
+    if let AccessScope::Patients(patients) = scope {
+        query = query.filter(resource::res_key.eq_any(compartment_keys(patients)));
+    }
+    Ok(query.first::<i64>(conn).optional()?)
+}
+
+pub(super) fn version_columns() -> (
+    resource_version::res_type,
+    resource_version::res_id,
+    resource_version::version,
+    resource_version::last_updated,
+    resource_version::method,
+    resource_version::body,
+) {
+    (
+        resource_version::res_type,
+        resource_version::res_id,
+        resource_version::version,
+        resource_version::last_updated,
+        resource_version::method,
+        resource_version::body,
+    )
+}
