@@ -193,7 +193,7 @@ class Case:
             parts.append(f"Content-Type: {self.content_type}")
         if self.accept != FHIR_JSON:
             parts.append(f"Accept: {self.accept}")
-        return f"{self.method} {self.path or ''} {self.base}: " + "; ".join(parts) + (
+        return f"{self.base}: " + ("; ".join(parts) or "unchanged") + (
             f" ({self.note})" if self.note else ""
         )
 

@@ -196,12 +196,12 @@ def json_diff(sent: Any, got: Any, path: str = "$") -> list[str]:
         out: list[str] = []
         for key in sent:
             if key not in got:
-                out.append(f"{path}.{key}: missing from the read-back (sent {show(sent[key])})")
+                out.append(f"{path}.{key}: missing (sent {show(sent[key])})")
             else:
                 out.extend(json_diff(sent[key], got[key], f"{path}.{key}"))
         for key in got:
             if key not in sent:
-                out.append(f"{path}.{key}: not sent, but read back as {show(got[key])}")
+                out.append(f"{path}.{key}: not sent, but got {show(got[key])}")
         return out
     if isinstance(sent, list):
         out = []

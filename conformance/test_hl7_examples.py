@@ -46,20 +46,23 @@ def served_examples(directory: Path) -> list[tuple[Path, bytes, dict]]:
     return out
 
 
-def check_same(label: str, sent: dict, got, problems: list[str]) -> None:
+def diff_lines(sent: dict, got) -> list[str]:
     if not isinstance(got, dict):
-        problems.append(f"{label}: not a JSON object")
-        return
-    diffs = json_diff(without_server_meta(sent), without_server_meta(got))
+        return ["$: not a JSON object"]
+    return json_diff(without_server_meta(sent), without_server_meta(got))
+
+
+def report_diff(label: str, diffs: list[str], problems: list[str], verb: str = "differs") -> None:
     if diffs:
         shown = diffs[:MAX_DIFF_LINES]
         more = f" (+{len(diffs) - len(shown)} more)" if len(diffs) > len(shown) else ""
-        problems.append(f"{label} differs from the file{more}:\n      " + "\n      ".join(shown))
+        problems.append(f"{label} {verb} from the file{more}:\n      " + "\n      ".join(shown))
 
 
 def check_example(fhir, path: Path, raw: bytes, resource: dict) -> list[str]:
     rtype, rid = resource["resourceType"], resource["id"]
     problems: list[str] = []
+    echo_diffs = None
 
     put = fhir.request("PUT", f"{rtype}/{rid}", body=raw)
     if put.status_code not in (200, 201):
@@ -71,17 +74,24 @@ def check_example(fhir, path: Path, raw: bytes, resource: dict) -> list[str]:
             echoed = None
             problems.append(f"PUT {rtype}/{rid} answered {put.status_code} with a body that is not JSON")
         if isinstance(echoed, dict) and echoed.get("resourceType") == rtype:
-            check_same("the PUT response body", resource, echoed, problems)
+            echo_diffs = diff_lines(resource, echoed)
 
     got = fhir.get(f"{rtype}/{rid}")
     if got.status_code != 200:
+        report_diff("the PUT response body", echo_diffs or [], problems)
         problems.append(f"GET {rtype}/{rid} after the PUT -> {outcome_summary(got)}")
         return problems
     try:
         back = body_json(got)
     except AssertionError as exc:
+        report_diff("the PUT response body", echo_diffs or [], problems)
         return problems + [str(exc)]
-    check_same("the read-back", resource, back, problems)
+    read_diffs = diff_lines(resource, back)
+    if echo_diffs == read_diffs:
+        report_diff("the PUT response body and the read-back", read_diffs, problems, "both differ")
+    else:
+        report_diff("the PUT response body", echo_diffs or [], problems)
+        report_diff("the read-back", read_diffs, problems)
 
     meta = back.get("meta") if isinstance(back, dict) else None
     version = meta.get("versionId") if isinstance(meta, dict) else None
@@ -111,8 +121,8 @@ def test_hl7_examples_round_trip(server, fhir, hl7_examples):
 
     if failures:
         pytest.fail(
-            f"{len(failures)} of {len(examples)} official examples failed on {server.backend} "
-            f"({', '.join(f'{t} {n}' for t, n in sorted(per_type.items()))}):\n"
-            + "\n".join(failures),
+            f"{len(failures)} of {len(examples)} official examples failed on {server.backend}:\n"
+            + "\n".join(failures)
+            + f"\n(examples sent: {', '.join(f'{t} {n}' for t, n in sorted(per_type.items()))})",
             pytrace=False,
         )

@@ -52,6 +52,12 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
 
+/// Empty or made only of the whitespace the specification's regexes know (a no-break space is
+/// content, as it is for them: HL7's own v2-0550 code system has a code U+00A0).
+pub fn is_blank(s: &str) -> bool {
+    s.bytes().all(is_space)
+}
+
 /// Checks the lexical form of a primitive written as a JSON string. Emptiness and size are
 /// the caller's business.
 pub fn check_string(p: Primitive, s: &str) -> Result<(), String> {

@@ -25,6 +25,8 @@ pub(super) struct Walker<'d> {
     path: String,
     issues: Vec<Issue>,
     truncated: bool,
+    /// Set once the depth bound has been hit and reported: one issue says it all.
+    too_deep: bool,
 }
 
 impl<'d> Walker<'d> {
@@ -34,6 +36,7 @@ impl<'d> Walker<'d> {
             path: String::with_capacity(128),
             issues: Vec::new(),
             truncated: false,
+            too_deep: false,
         }
     }
 
@@ -59,6 +62,24 @@ impl<'d> Walker<'d> {
         } else {
             issue.at(self.path.clone())
         });
+    }
+
+    /// Whether `depth` exceeds [`MAX_DEPTH`]; reports it the first time.
+    fn too_deep(&mut self, depth: u32) -> bool {
+        if depth <= MAX_DEPTH {
+            return false;
+        }
+        if !self.too_deep {
+            self.too_deep = true;
+            self.report(
+                "invalid",
+                format!(
+                    "Nested more than {MAX_DEPTH} levels deep; validation stops here. \
+                     Flatten the data or split it into separate resources"
+                ),
+            );
+        }
+        true
     }
 
     /// Runs `f` with `.name` appended to the path.
@@ -141,13 +162,7 @@ impl<'d> Walker<'d> {
         depth: u32,
         is_resource: bool,
     ) {
-        if depth > MAX_DEPTH {
-            self.report(
-                "invalid",
-                format!(
-                    "Nested more than {MAX_DEPTH} levels deep; validation stops here. Split the data into separate resources"
-                ),
-            );
+        if self.too_deep(depth) {
             return;
         }
         if obj.is_empty() {
@@ -510,7 +525,7 @@ impl<'d> Walker<'d> {
     }
 
     fn string(&mut self, s: &str, p: Primitive, el: &ElementDef) {
-        if s.trim().is_empty() {
+        if primitives::is_blank(s) {
             let what = if s.is_empty() {
                 "is empty"
             } else {
@@ -648,11 +663,7 @@ impl<'d> Walker<'d> {
             );
             return;
         };
-        if depth + 1 > MAX_DEPTH {
-            self.report(
-                "invalid",
-                format!("Nested more than {MAX_DEPTH} levels deep; validation stops here"),
-            );
+        if self.too_deep(depth + 1) {
             return;
         }
         if obj.is_empty() {
