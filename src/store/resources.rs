@@ -9,8 +9,8 @@ use super::schema::{resource, resource_compartment, resource_version};
 use super::{now_micros, Store, StoreError};
 use crate::access::AccessScope;
 
-/// How many times a write is retried when concurrent writers on one resource keep beating it.
-const MAX_WRITE_ATTEMPTS: usize = 64;
+/// How many times a write starts over after losing a race to create the same id.
+const MAX_WRITE_ATTEMPTS: usize = 8;
 
 /// The current state of a resource.
 #[derive(Debug, Clone, Queryable)]
@@ -58,18 +58,35 @@ impl WriteMethod {
     }
 }
 
-/// A new version to write.
+/// Which resource a write addresses, and its preconditions.
 #[derive(Debug, Clone)]
-pub struct NewVersion<'a> {
+pub struct WriteTarget<'a> {
     pub res_type: &'a str,
     pub res_id: &'a str,
-    /// Patients whose compartments hold the new content, main one first.
-    pub patients: &'a [String],
     pub method: WriteMethod,
     /// `If-Match`: write only if the current version is this one.
     pub if_match: Option<i64>,
     /// Refuse to write when the resource already exists (a create with a server-chosen id).
     pub must_be_new: bool,
+    /// Hand the current body to `prepare` (PATCH needs it; PUT does not pay for it).
+    pub needs_current_body: bool,
+}
+
+/// What exists before a write, as seen under the write's row lock.
+#[derive(Debug, Clone, Copy)]
+pub enum Prior<'a> {
+    Absent,
+    Deleted,
+    /// The body is only read when the target asked for it.
+    Live(Option<&'a str>),
+}
+
+/// The new version, produced by the caller once the version and timestamp are known.
+pub struct Prepared {
+    /// Patients whose compartments hold the new content, main one first.
+    pub patients: Vec<String>,
+    /// The JSON text to store, carrying the assigned version and timestamp.
+    pub body: String,
 }
 
 /// The outcome of a successful write.
@@ -82,6 +99,19 @@ pub struct Written {
     pub body: String,
 }
 
+/// A write fails in the store, or because the caller's `prepare` refused the change.
+#[derive(Debug)]
+pub enum WriteError<E> {
+    Store(StoreError),
+    Rejected(E),
+}
+
+impl<E> From<StoreError> for WriteError<E> {
+    fn from(e: StoreError) -> Self {
+        WriteError::Store(e)
+    }
+}
+
 /// The outcome of a delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deletion {
@@ -91,17 +121,17 @@ pub enum Deletion {
 }
 
 /// Why one attempt of a write transaction ended early.
-enum Attempt {
+enum Attempt<E> {
     Retry,
     Fail(StoreError),
+    Rejected(E),
 }
 
-impl From<DieselError> for Attempt {
+impl<E> From<DieselError> for Attempt<E> {
     fn from(e: DieselError) -> Self {
         match e {
-            // Two creates of one id raced; the loser retries as an update.
+            // Two creates of one id raced; the loser retries and finds the row.
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Attempt::Retry,
-            // PostgreSQL may abort one of two conflicting transactions; try again.
             DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
                 Attempt::Retry
             }
@@ -110,7 +140,7 @@ impl From<DieselError> for Attempt {
     }
 }
 
-impl From<StoreError> for Attempt {
+impl<E> From<StoreError> for Attempt<E> {
     fn from(e: StoreError) -> Self {
         Attempt::Fail(e)
     }
@@ -170,27 +200,25 @@ impl Store {
     }
 
     /// Writes a new version of a resource, creating it when it does not exist (or was
-    /// deleted). `render` turns the assigned `(version, last_updated)` into the JSON text to
-    /// store, so that the body carries the server's metadata.
-    pub fn write(
+    /// deleted). The row is locked first, so `prepare` sees the true current state and the
+    /// version it is given is final: concurrent writers queue instead of losing updates.
+    pub fn write<E>(
         &self,
         scope: &AccessScope,
-        new: &NewVersion<'_>,
-        render: &dyn Fn(i64, i64) -> String,
-    ) -> Result<Written, StoreError> {
-        if !scope.permits_write(new.patients) {
-            return Err(StoreError::Forbidden);
-        }
+        target: &WriteTarget<'_>,
+        prepare: &mut dyn FnMut(Prior<'_>, i64, i64) -> Result<Prepared, E>,
+    ) -> Result<Written, WriteError<E>> {
         let _writer = self.writer();
         let mut conn = self.conn()?;
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            match conn.transaction(|conn| write_attempt(conn, scope, new, render)) {
+            match conn.transaction(|conn| write_attempt(conn, scope, target, prepare)) {
                 Ok(written) => return Ok(written),
                 Err(Attempt::Retry) => continue,
-                Err(Attempt::Fail(e)) => return Err(e),
+                Err(Attempt::Fail(e)) => return Err(WriteError::Store(e)),
+                Err(Attempt::Rejected(e)) => return Err(WriteError::Rejected(e)),
             }
         }
-        Err(StoreError::Contention)
+        Err(WriteError::Store(StoreError::Contention))
     }
 
     /// Deletes a resource by writing a tombstone version.
@@ -203,111 +231,150 @@ impl Store {
     ) -> Result<Deletion, StoreError> {
         let _writer = self.writer();
         let mut conn = self.conn()?;
-        for _ in 0..MAX_WRITE_ATTEMPTS {
-            let attempt =
-                conn.transaction(|conn| delete_attempt(conn, scope, res_type, res_id, if_match));
-            match attempt {
-                Ok(deletion) => return Ok(deletion),
-                Err(Attempt::Retry) => continue,
-                Err(Attempt::Fail(e)) => return Err(e),
-            }
-        }
-        Err(StoreError::Contention)
+        conn.transaction(|conn| delete_in(conn, scope, res_type, res_id, if_match))
     }
 }
 
-fn write_attempt(
+/// Locks the row of `res_type/res_id` until the transaction ends and returns its state.
+/// A no-op UPDATE is the portable `SELECT ... FOR UPDATE`: on PostgreSQL it waits for a
+/// concurrent writer to commit and then returns the committed values.
+fn lock_row(
+    conn: &mut DbConnection,
+    res_type: &str,
+    res_id: &str,
+) -> Result<Option<RowState>, DieselError> {
+    diesel::update(resource::table)
+        .filter(resource::res_type.eq(res_type))
+        .filter(resource::res_id.eq(res_id))
+        .set(resource::version.eq(resource::version))
+        .returning((
+            resource::res_key,
+            resource::version,
+            resource::deleted,
+            resource::last_updated,
+        ))
+        .get_result::<RowState>(conn)
+        .optional()
+}
+
+fn write_attempt<E>(
     conn: &mut DbConnection,
     scope: &AccessScope,
-    new: &NewVersion<'_>,
-    render: &dyn Fn(i64, i64) -> String,
-) -> Result<Written, Attempt> {
+    target: &WriteTarget<'_>,
+    prepare: &mut dyn FnMut(Prior<'_>, i64, i64) -> Result<Prepared, E>,
+) -> Result<Written, Attempt<E>> {
     let now = now_micros();
-    let existing = row_state(conn, new.res_type, new.res_id)?;
-    let (key, version, last_updated, created) = match existing {
-        None => {
-            if let Some(expected) = new.if_match {
-                return Err(StoreError::VersionConflict {
-                    expected,
-                    current: 0,
+    let (key, version, last_updated, created, prepared) =
+        match lock_row(conn, target.res_type, target.res_id)? {
+            None => {
+                if let Some(expected) = target.if_match {
+                    return Err(StoreError::VersionConflict {
+                        expected,
+                        current: 0,
+                    }
+                    .into());
                 }
-                .into());
-            }
-            let key = diesel::insert_into(resource::table)
-                .values((
-                    resource::res_type.eq(new.res_type),
-                    resource::res_id.eq(new.res_id),
-                    resource::version.eq(1),
-                    resource::last_updated.eq(now),
-                    resource::deleted.eq(false),
-                    resource::patient.eq(new.patients.first()),
-                ))
-                .returning(resource::res_key)
-                .get_result::<i64>(conn)?;
-            (key, 1, now, true)
-        }
-        Some((key, current, deleted, previous_update)) => {
-            if new.must_be_new {
-                return Err(StoreError::AlreadyExists.into());
-            }
-            if !is_visible(conn, scope, key)? {
-                return Err(StoreError::Forbidden.into());
-            }
-            if let Some(expected) = new.if_match {
-                if expected != current {
-                    return Err(StoreError::VersionConflict { expected, current }.into());
+                let prepared = prepare(Prior::Absent, 1, now).map_err(Attempt::Rejected)?;
+                if !scope.permits_write(&prepared.patients) {
+                    return Err(StoreError::Forbidden.into());
                 }
+                let key = diesel::insert_into(resource::table)
+                    .values((
+                        resource::res_type.eq(target.res_type),
+                        resource::res_id.eq(target.res_id),
+                        resource::version.eq(1),
+                        resource::last_updated.eq(now),
+                        resource::deleted.eq(false),
+                        resource::patient.eq(prepared.patients.first()),
+                    ))
+                    .returning(resource::res_key)
+                    .get_result::<i64>(conn)?;
+                (key, 1, now, true, prepared)
             }
-            // Timestamps of one resource never go backwards, even if the clock does.
-            let last_updated = now.max(previous_update + 1);
-            let changed = diesel::update(resource::table)
-                .filter(resource::res_key.eq(key))
-                .filter(resource::version.eq(current))
-                .set((
-                    resource::version.eq(current + 1),
-                    resource::last_updated.eq(last_updated),
-                    resource::deleted.eq(false),
-                    resource::patient.eq(new.patients.first()),
-                ))
-                .execute(conn)?;
-            if changed == 0 {
-                return Err(Attempt::Retry);
+            Some((key, current, deleted, previous_update)) => {
+                if target.must_be_new {
+                    return Err(StoreError::AlreadyExists.into());
+                }
+                if !is_visible(conn, scope, key)? {
+                    return Err(StoreError::Forbidden.into());
+                }
+                if let Some(expected) = target.if_match {
+                    if expected != current {
+                        return Err(StoreError::VersionConflict { expected, current }.into());
+                    }
+                }
+                // Timestamps of one resource never go backwards, even if the clock does.
+                let last_updated = now.max(previous_update + 1);
+                let body = if target.needs_current_body && !deleted {
+                    current_body(conn, key, current)?
+                } else {
+                    None
+                };
+                let prior = if deleted {
+                    Prior::Deleted
+                } else {
+                    Prior::Live(body.as_deref())
+                };
+                let prepared =
+                    prepare(prior, current + 1, last_updated).map_err(Attempt::Rejected)?;
+                if !scope.permits_write(&prepared.patients) {
+                    return Err(StoreError::Forbidden.into());
+                }
+                diesel::update(resource::table)
+                    .filter(resource::res_key.eq(key))
+                    .set((
+                        resource::version.eq(current + 1),
+                        resource::last_updated.eq(last_updated),
+                        resource::deleted.eq(false),
+                        resource::patient.eq(prepared.patients.first()),
+                    ))
+                    .execute(conn)?;
+                diesel::delete(resource_compartment::table)
+                    .filter(resource_compartment::res_key.eq(key))
+                    .execute(conn)?;
+                (key, current + 1, last_updated, deleted, prepared)
             }
-            diesel::delete(resource_compartment::table)
-                .filter(resource_compartment::res_key.eq(key))
-                .execute(conn)?;
-            (key, current + 1, last_updated, deleted)
-        }
-    };
-    let body = render(version, last_updated);
+        };
     diesel::insert_into(resource_version::table)
         .values((
             resource_version::res_key.eq(key),
             resource_version::version.eq(version),
-            resource_version::res_type.eq(new.res_type),
-            resource_version::res_id.eq(new.res_id),
+            resource_version::res_type.eq(target.res_type),
+            resource_version::res_id.eq(target.res_id),
             resource_version::last_updated.eq(last_updated),
-            resource_version::method.eq(new.method.as_str()),
-            resource_version::body.eq(Some(body.as_str())),
+            resource_version::method.eq(target.method.as_str()),
+            resource_version::body.eq(Some(prepared.body.as_str())),
         ))
         .execute(conn)?;
-    insert_compartments(conn, key, new.patients)?;
+    insert_compartments(conn, key, &prepared.patients)?;
     Ok(Written {
         version,
         last_updated,
         created,
-        body,
+        body: prepared.body,
     })
 }
 
-fn delete_attempt(
+fn current_body(
+    conn: &mut DbConnection,
+    key: i64,
+    version: i64,
+) -> Result<Option<String>, DieselError> {
+    resource_version::table
+        .filter(resource_version::res_key.eq(key))
+        .filter(resource_version::version.eq(version))
+        .select(resource_version::body)
+        .first::<Option<String>>(conn)
+}
+
+fn delete_in(
     conn: &mut DbConnection,
     scope: &AccessScope,
     res_type: &str,
     res_id: &str,
     if_match: Option<i64>,
-) -> Result<Deletion, Attempt> {
-    let Some((key, current, deleted, previous_update)) = row_state(conn, res_type, res_id)? else {
+) -> Result<Deletion, StoreError> {
+    let Some((key, current, deleted, previous_update)) = lock_row(conn, res_type, res_id)? else {
         return Ok(Deletion::NotFound);
     };
     if !is_visible(conn, scope, key)? {
@@ -315,25 +382,21 @@ fn delete_attempt(
     }
     if let Some(expected) = if_match {
         if expected != current {
-            return Err(StoreError::VersionConflict { expected, current }.into());
+            return Err(StoreError::VersionConflict { expected, current });
         }
     }
     if deleted {
         return Ok(Deletion::AlreadyDeleted);
     }
     let last_updated = now_micros().max(previous_update + 1);
-    let changed = diesel::update(resource::table)
+    diesel::update(resource::table)
         .filter(resource::res_key.eq(key))
-        .filter(resource::version.eq(current))
         .set((
             resource::version.eq(current + 1),
             resource::last_updated.eq(last_updated),
             resource::deleted.eq(true),
         ))
         .execute(conn)?;
-    if changed == 0 {
-        return Err(Attempt::Retry);
-    }
     diesel::insert_into(resource_version::table)
         .values((
             resource_version::res_key.eq(key),
@@ -350,24 +413,6 @@ fn delete_attempt(
         version: current + 1,
         last_updated,
     })
-}
-
-fn row_state(
-    conn: &mut DbConnection,
-    res_type: &str,
-    res_id: &str,
-) -> Result<Option<RowState>, DieselError> {
-    resource::table
-        .filter(resource::res_type.eq(res_type))
-        .filter(resource::res_id.eq(res_id))
-        .select((
-            resource::res_key,
-            resource::version,
-            resource::deleted,
-            resource::last_updated,
-        ))
-        .first::<RowState>(conn)
-        .optional()
 }
 
 fn insert_compartments(

@@ -37,7 +37,8 @@ pub enum Backend {
 
 /// Where the test PostgreSQL cluster is (without a database name).
 pub fn postgres_root() -> String {
-    std::env::var("CARNET_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("CARNET_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 /// A fresh database; dropped with the value.
@@ -54,13 +55,21 @@ impl TestDatabase {
             Backend::Sqlite => {
                 let dir = std::env::temp_dir().join(format!("carnet-test-{unique}"));
                 std::fs::create_dir_all(&dir).unwrap();
-                TestDatabase { url: format!("sqlite:{}", dir.join("carnet.db").display()), pg_name: None, dir: Some(dir) }
+                TestDatabase {
+                    url: format!("sqlite:{}", dir.join("carnet.db").display()),
+                    pg_name: None,
+                    dir: Some(dir),
+                }
             }
             Backend::Postgres => {
                 let template = migrated_template();
                 let name = format!("carnet_test_{unique}");
                 admin_exec(&format!("CREATE DATABASE {name} TEMPLATE {template}"));
-                TestDatabase { url: format!("{}/{name}", postgres_root()), pg_name: Some(name), dir: None }
+                TestDatabase {
+                    url: format!("{}/{name}", postgres_root()),
+                    pg_name: Some(name),
+                    dir: None,
+                }
             }
         }
     }
@@ -78,9 +87,17 @@ impl Drop for TestDatabase {
 }
 
 fn try_admin_exec(sql: &str) -> Result<(), String> {
-    let mut conn = PgConnection::establish(&format!("{}/postgres", postgres_root()))
-        .map_err(|e| format!("PostgreSQL is not reachable at {} ({e}); start it or set CARNET_TEST_POSTGRES", postgres_root()))?;
-    diesel::sql_query(sql).execute(&mut conn).map(|_| ()).map_err(|e| e.to_string())
+    let mut conn =
+        PgConnection::establish(&format!("{}/postgres", postgres_root())).map_err(|e| {
+            format!(
+                "PostgreSQL is not reachable at {} ({e}); start it or set CARNET_TEST_POSTGRES",
+                postgres_root()
+            )
+        })?;
+    diesel::sql_query(sql)
+        .execute(&mut conn)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn admin_exec(sql: &str) {
@@ -110,7 +127,11 @@ fn migrated_template() -> String {
     let building = format!("carnet_building_{}", uuid::Uuid::new_v4().simple());
     admin_exec(&format!("CREATE DATABASE {building}"));
     let status = Command::new(env!("CARGO_BIN_EXE_carnet"))
-        .args(["migrate", "--database-url", &format!("{}/{building}", postgres_root())])
+        .args([
+            "migrate",
+            "--database-url",
+            &format!("{}/{building}", postgres_root()),
+        ])
         .stdout(Stdio::null())
         .status()
         .unwrap();
@@ -140,7 +161,7 @@ pub struct Server {
     pub addr: String,
     pub base: String,
     pub database: TestDatabase,
-    stderr: mpsc::Receiver<String>,
+    stderr: std::sync::Mutex<mpsc::Receiver<String>>,
 }
 
 impl Server {
@@ -157,7 +178,17 @@ impl Server {
     pub fn start_on(database: TestDatabase, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_carnet"));
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &database.url, "--pool-size", "4", "--workers", "2"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                &database.url,
+                "--pool-size",
+                "4",
+                "--workers",
+                "2",
+            ])
             .args(args)
             .env("CARNET_LOG", "warn")
             .stdout(Stdio::piped())
@@ -186,13 +217,23 @@ impl Server {
             Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
-                let text = stderr.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+                let text = stderr
+                    .recv_timeout(Duration::from_secs(5))
+                    .unwrap_or_default();
                 panic!("carnet did not start: {text}");
             }
         };
-        let url = line.strip_prefix("carnet listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let url = line
+            .strip_prefix("carnet listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
         let addr = url.split("://").nth(1).unwrap().to_string();
-        Server { child, base: format!("{url}/fhir"), addr, database, stderr }
+        Server {
+            child,
+            base: format!("{url}/fhir"),
+            addr,
+            database,
+            stderr: std::sync::Mutex::new(stderr),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -204,7 +245,11 @@ impl Server {
     }
 
     pub fn request(&self, method: &str, path: &str) -> Request {
-        Request { method: method.to_string(), url: self.url(path), headers: Vec::new() }
+        Request {
+            method: method.to_string(),
+            url: self.url(path),
+            headers: Vec::new(),
+        }
     }
 
     pub fn get(&self, path: &str) -> Response {
@@ -232,7 +277,10 @@ impl Server {
             for entry in page["entry"].as_array().into_iter().flatten() {
                 let full = entry["fullUrl"].as_str().unwrap();
                 let version = entry["response"]["etag"].as_str().unwrap();
-                out.push(format!("{}@{version}", full.rsplit_once("/fhir/").unwrap().1));
+                out.push(format!(
+                    "{}@{version}",
+                    full.rsplit_once("/fhir/").unwrap().1
+                ));
             }
             next = page["link"]
                 .as_array()
@@ -247,7 +295,11 @@ impl Server {
     pub fn stop(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.stderr.recv_timeout(Duration::from_secs(5)).unwrap_or_default()
+        self.stderr
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default()
     }
 }
 
@@ -275,8 +327,15 @@ impl Request {
     }
 
     pub fn json(self, body: &Value) -> Response {
-        let has_type = self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
-        let request = if has_type { self } else { self.header("Content-Type", "application/fhir+json") };
+        let has_type = self
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        let request = if has_type {
+            self
+        } else {
+            self.header("Content-Type", "application/fhir+json")
+        };
         request.send_bytes(Some(body.to_string().as_bytes()))
     }
 
@@ -285,7 +344,9 @@ impl Request {
     }
 
     fn send_bytes(self, body: Option<&[u8]>) -> Response {
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build();
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(120))
+            .build();
         let mut request = agent.request(&self.method, &self.url);
         for (k, v) in &self.headers {
             request = request.set(k, v);
@@ -309,8 +370,16 @@ impl Request {
             })
             .collect();
         let mut body = Vec::new();
-        response.into_reader().take(200 * 1024 * 1024).read_to_end(&mut body).unwrap();
-        Response { status, headers, body }
+        response
+            .into_reader()
+            .take(200 * 1024 * 1024)
+            .read_to_end(&mut body)
+            .unwrap();
+        Response {
+            status,
+            headers,
+            body,
+        }
     }
 }
 
@@ -323,7 +392,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == &name.to_ascii_lowercase()).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == &name.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -331,23 +403,40 @@ impl Response {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     /// The JSON body, asserting a 2xx status.
     pub fn ok_json(&self) -> Value {
-        assert!((200..300).contains(&self.status), "expected success, got {}: {}", self.status, self.text());
+        assert!(
+            (200..300).contains(&self.status),
+            "expected success, got {}: {}",
+            self.status,
+            self.text()
+        );
         self.json()
     }
 
     /// Asserts the status and that the body is an OperationOutcome with an error issue;
     /// returns the issues.
     pub fn outcome(&self, status: u16) -> Vec<Value> {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.text());
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; body: {}",
+            self.text()
+        );
         let body = self.json();
         assert_eq!(body["resourceType"], "OperationOutcome", "{}", self.text());
         let issues = body["issue"].as_array().unwrap().clone();
-        assert!(issues.iter().any(|i| i["severity"] == "error" || i["severity"] == "fatal"), "{}", self.text());
+        assert!(
+            issues
+                .iter()
+                .any(|i| i["severity"] == "error" || i["severity"] == "fatal"),
+            "{}",
+            self.text()
+        );
         issues
     }
 
@@ -355,7 +444,9 @@ impl Response {
     pub fn outcome_at(&self, status: u16, expression: &str) {
         let issues = self.outcome(status);
         assert!(
-            issues.iter().any(|i| i["expression"].as_array().is_some_and(|e| e.iter().any(|x| x == expression))),
+            issues.iter().any(|i| i["expression"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|x| x == expression))),
             "no issue at {expression}: {}",
             self.text()
         );

@@ -20,7 +20,11 @@ fn assert_valid(resource: Value) {
 /// Exactly one issue, with this code and expression; returns its diagnostics.
 fn assert_issue(resource: Value, code: &str, expression: &str) -> String {
     let found = issues(resource);
-    assert_eq!(found.len(), 1, "expected one issue at {expression}, got {found:#?}");
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one issue at {expression}, got {found:#?}"
+    );
     let issue = &found[0];
     assert_eq!(issue.severity, Severity::Error);
     assert_eq!(issue.code, code, "{issue:#?}");
@@ -117,7 +121,11 @@ fn valid_observation() {
 
 #[test]
 fn decimals_keep_any_json_number() {
-    let obs = with(observation(), "/component/0/valueQuantity/value", json!(1.50e2));
+    let obs = with(
+        observation(),
+        "/component/0/valueQuantity/value",
+        json!(1.50e2),
+    );
     assert_valid(obs);
 }
 
@@ -142,8 +150,14 @@ fn resource_type_must_be_a_known_string() {
     assert_issue_at_root(with(patient(), "/resourceType", json!(12)), "structure");
     let d = assert_issue_at_root(with(patient(), "/resourceType", json!("patient")), "value");
     assert!(d.contains("'patient'"), "{d}");
-    assert_issue_at_root(with(patient(), "/resourceType", json!("DomainResource")), "value");
-    assert_issue_at_root(with(patient(), "/resourceType", json!("HumanName")), "value");
+    assert_issue_at_root(
+        with(patient(), "/resourceType", json!("DomainResource")),
+        "value",
+    );
+    assert_issue_at_root(
+        with(patient(), "/resourceType", json!("HumanName")),
+        "value",
+    );
     assert_issue_at_root(json!(["Patient"]), "structure");
 }
 
@@ -151,7 +165,11 @@ fn resource_type_must_be_a_known_string() {
 
 #[test]
 fn unknown_elements_are_rejected() {
-    let d = assert_issue(with(patient(), "/nickname", json!("Mimi")), "structure", "Patient.nickname");
+    let d = assert_issue(
+        with(patient(), "/nickname", json!("Mimi")),
+        "structure",
+        "Patient.nickname",
+    );
     assert!(d.contains("Unknown element 'nickname'"), "{d}");
     assert_issue(
         with(patient(), "/name/0/middle", json!("Anne")),
@@ -236,9 +254,17 @@ fn complex_types_must_be_objects() {
 
 #[test]
 fn primitives_have_their_json_type() {
-    assert_issue(with(patient(), "/active", json!("true")), "structure", "Patient.active");
     assert_issue(
-        with(observation(), "/component/0/valueQuantity/value", json!("120")),
+        with(patient(), "/active", json!("true")),
+        "structure",
+        "Patient.active",
+    );
+    assert_issue(
+        with(
+            observation(),
+            "/component/0/valueQuantity/value",
+            json!("120"),
+        ),
         "structure",
         "Observation.component[0].valueQuantity.value",
     );
@@ -256,14 +282,26 @@ fn primitives_have_their_json_type() {
 
 #[test]
 fn no_nulls_empty_objects_arrays_or_strings() {
-    assert_issue(with(patient(), "/gender", Value::Null), "structure", "Patient.gender");
+    assert_issue(
+        with(patient(), "/gender", Value::Null),
+        "structure",
+        "Patient.gender",
+    );
     assert_issue(
         with(patient(), "/name/0/given/1", Value::Null),
         "structure",
         "Patient.name[0].given[1]",
     );
-    assert_issue(with(patient(), "/meta", json!({})), "structure", "Patient.meta");
-    assert_issue(with(patient(), "/telecom", json!([])), "structure", "Patient.telecom");
+    assert_issue(
+        with(patient(), "/meta", json!({})),
+        "structure",
+        "Patient.meta",
+    );
+    assert_issue(
+        with(patient(), "/telecom", json!([])),
+        "structure",
+        "Patient.telecom",
+    );
     assert_issue(
         with(patient(), "/name/0/family", json!("")),
         "structure",
@@ -280,7 +318,11 @@ fn no_nulls_empty_objects_arrays_or_strings() {
 
 #[test]
 fn required_elements_must_be_present() {
-    let d = assert_issue(without(observation(), "/status"), "required", "Observation.status");
+    let d = assert_issue(
+        without(observation(), "/status"),
+        "required",
+        "Observation.status",
+    );
     assert!(d.contains("'status'"), "{d}");
     assert_issue(
         without(observation(), "/component/1/code"),
@@ -313,14 +355,22 @@ fn maximum_cardinality_is_enforced() {
         "/referenceRange",
         json!([{"low": {"value": 1, "comparator": "<"}}]),
     );
-    assert_issue(obs, "structure", "Observation.referenceRange[0].low.comparator");
+    assert_issue(
+        obs,
+        "structure",
+        "Observation.referenceRange[0].low.comparator",
+    );
 }
 
 // ------------------------------------------------------------------- primitive formats
 
 #[test]
 fn ids_are_checked() {
-    let d = assert_issue(with(patient(), "/id", json!("pat_1")), "value", "Patient.id");
+    let d = assert_issue(
+        with(patient(), "/id", json!("pat_1")),
+        "value",
+        "Patient.id",
+    );
     assert!(d.contains("letters, digits"), "{d}");
     assert_issue(
         with(patient(), "/id", json!("a".repeat(65))),
@@ -343,7 +393,11 @@ fn dates_are_checked_against_the_calendar() {
         "Patient.birthDate",
     );
     assert_issue(
-        with(observation(), "/effectiveDateTime", json!("2024-05-06T08:30:00")),
+        with(
+            observation(),
+            "/effectiveDateTime",
+            json!("2024-05-06T08:30:00"),
+        ),
         "value",
         "Observation.effectiveDateTime",
     );
@@ -389,7 +443,11 @@ fn codes_uris_oids_uuids_and_base64_are_checked() {
         "Patient.telecom[0].use",
     );
     assert_issue(
-        with(patient(), "/identifier/0/system", json!("urn:oid:1.2.250 1")),
+        with(
+            patient(),
+            "/identifier/0/system",
+            json!("urn:oid:1.2.250 1"),
+        ),
         "value",
         "Patient.identifier[0].system",
     );
@@ -468,7 +526,11 @@ fn primitive_extension_objects_hold_id_and_extension_only() {
         "Patient.birthDate.value",
     );
     assert_issue(
-        with(patient(), "/_birthDate", json!({"extension": [{"valueString": "x"}]})),
+        with(
+            patient(),
+            "/_birthDate",
+            json!({"extension": [{"valueString": "x"}]}),
+        ),
         "required",
         "Patient.birthDate.extension[0].url",
     );
@@ -495,7 +557,11 @@ fn extension_without_value_is_allowed_only_with_an_extension() {
 
 #[test]
 fn codes_must_be_in_required_value_sets() {
-    let d = assert_issue(with(patient(), "/gender", json!("F")), "value", "Patient.gender");
+    let d = assert_issue(
+        with(patient(), "/gender", json!("F")),
+        "value",
+        "Patient.gender",
+    );
     assert!(d.contains("female"), "{d}");
     assert_issue(
         with(observation(), "/status", json!("done")),
@@ -503,7 +569,11 @@ fn codes_must_be_in_required_value_sets() {
         "Observation.status",
     );
     assert_issue(
-        with(observation(), "/component/0/valueQuantity/comparator", json!("=")),
+        with(
+            observation(),
+            "/component/0/valueQuantity/comparator",
+            json!("="),
+        ),
         "value",
         "Observation.component[0].valueQuantity.comparator",
     );
@@ -514,10 +584,10 @@ fn codings_in_the_bound_system_must_be_in_the_value_set() {
     // AllergyIntolerance.clinicalStatus: required binding on a CodeableConcept.
     let allergy = |code: &str, system: &str| {
         json!({"resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/p"},
-            "clinicalStatus": {"coding": [
-                {"system": "http://example.org/local", "code": "whatever"},
-                {"system": system, "code": code}
-            ]}})
+        "clinicalStatus": {"coding": [
+            {"system": "http://example.org/local", "code": "whatever"},
+            {"system": system, "code": code}
+        ]}})
     };
     let system = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
     assert_valid(allergy("active", system));
@@ -607,7 +677,11 @@ fn content_references_are_followed() {
             {"linkId": "1.1", "type": "string", "item": [{"type": "string"}]}
         ]}
     ]});
-    assert_issue(q, "required", "Questionnaire.item[0].item[0].item[0].linkId");
+    assert_issue(
+        q,
+        "required",
+        "Questionnaire.item[0].item[0].item[0].linkId",
+    );
 }
 
 // ------------------------------------------------------------------ hostile input
@@ -626,7 +700,8 @@ fn deep_nesting_is_bounded() {
 
     let mut contained = json!({"resourceType": "Basic", "code": {"text": "x"}});
     for _ in 0..200 {
-        contained = json!({"resourceType": "Basic", "code": {"text": "x"}, "contained": [contained]});
+        contained =
+            json!({"resourceType": "Basic", "code": {"text": "x"}, "contained": [contained]});
     }
     let found = issues(contained);
     assert_eq!(found.len(), 1, "{found:#?}");
@@ -789,6 +864,9 @@ fn hl7_examples_are_accepted() {
         .flat_map(|(files, _)| files.iter().copied())
         .filter(|f| !rejected.iter().any(|(r, _)| r == f))
         .collect();
-    assert!(stale.is_empty(), "now accepted, remove from KNOWN_INVALID: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "now accepted, remove from KNOWN_INVALID: {stale:?}"
+    );
     assert_eq!(unexpected, 0, "official examples rejected (see above)");
 }

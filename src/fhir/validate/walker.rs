@@ -4,8 +4,6 @@
 //! that grows and shrinks with the walk, so a valid resource costs no allocation beyond that
 //! buffer; paths are only copied into issues.
 
-use std::fmt::Write as _;
-
 use serde_json::{Map, Value};
 
 use super::primitives::{self, JsonKind};
@@ -94,7 +92,9 @@ impl<'d> Walker<'d> {
     /// Runs `f` with `[index]` appended to the path.
     fn at_index(&mut self, index: usize, f: impl FnOnce(&mut Self)) {
         let mark = self.path.len();
-        let _ = write!(self.path, "[{index}]");
+        self.path.push('[');
+        push_decimal(&mut self.path, index);
+        self.path.push(']');
         f(self);
         self.path.truncate(mark);
     }
@@ -706,6 +706,14 @@ impl<'d> Walker<'d> {
             );
         }
     }
+}
+
+/// `write!(path, "{n}")` without the formatting machinery, which showed in profiles.
+fn push_decimal(path: &mut String, n: usize) {
+    if n >= 10 {
+        push_decimal(path, n / 10);
+    }
+    path.push(char::from(b'0' + (n % 10) as u8));
 }
 
 /// The JSON keys a choice element accepts, for diagnostics.

@@ -1,8 +1,6 @@
 //! Instance and type interactions on one resource: create, read, vread, update, patch, delete.
 //! Binary also travels raw, in its own content type.
 
-use std::cell::RefCell;
-
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
@@ -19,10 +17,7 @@ use crate::http::negotiate::{
 use crate::http::request::{prefer_return, read_body, version_header, Params};
 use crate::http::response::{versioned, written, VersionInfo};
 use crate::http::AppState;
-use crate::store::{Deletion, NewVersion, StoreError, WriteMethod, Written};
-
-/// How many times a PATCH re-reads and re-applies when another writer got in between.
-const PATCH_ATTEMPTS: usize = 8;
+use crate::store::{Deletion, Prepared, Prior, WriteError, WriteMethod, WriteTarget, Written};
 
 /// The caller's scope. Until authorization exists every request may touch everything.
 pub(super) fn scope(_req: &HttpRequest) -> AccessScope {
@@ -131,7 +126,7 @@ async fn incoming_resource(
     }
 }
 
-/// Stamps `resource` with its id and the server's metadata and writes it.
+/// Stamps `resource` (validated) with its id and the server's metadata and writes it.
 fn store_resource(
     state: &AppState,
     scope: &AccessScope,
@@ -139,28 +134,39 @@ fn store_resource(
     res_id: &str,
     method: WriteMethod,
     if_match: Option<i64>,
-) -> Result<Written, StoreError> {
+) -> Result<Written, ApiError> {
     meta::set_id(&mut resource, res_id);
     let res_type = resource["resourceType"]
         .as_str()
         .unwrap_or_default()
         .to_string();
     let patients = compartment::patient_compartments(state.definitions, &resource, &state.base_url);
-    let new = NewVersion {
+    let target = WriteTarget {
         res_type: &res_type,
         res_id,
-        patients: &patients,
         method,
         if_match,
         must_be_new: method == WriteMethod::Post,
+        needs_current_body: false,
     };
-    let resource = RefCell::new(resource);
-    let render = |version: i64, last_updated: i64| {
-        let mut resource = resource.borrow_mut();
+    let mut prepare = |_: Prior<'_>, version: i64, last_updated: i64| {
         meta::stamp(&mut resource, res_id, version, last_updated);
-        resource.to_string()
+        Ok::<_, ApiError>(Prepared {
+            patients: patients.clone(),
+            body: resource.to_string(),
+        })
     };
-    state.store.write(scope, &new, &render)
+    state
+        .store
+        .write(scope, &target, &mut prepare)
+        .map_err(write_error)
+}
+
+fn write_error(e: WriteError<ApiError>) -> ApiError {
+    match e {
+        WriteError::Store(e) => e.into(),
+        WriteError::Rejected(e) => e,
+    }
 }
 
 pub async fn create(
@@ -309,8 +315,8 @@ pub async fn patch(
     ))
 }
 
-/// Read, apply, validate, write with the read version as precondition; start over if another
-/// writer got in between (unless the client pinned the version with If-Match).
+/// Applies the patch to the current version under the write's row lock, so that no other
+/// writer can slip in between reading and writing.
 fn patch_resource(
     state: &AppState,
     scope: &AccessScope,
@@ -319,27 +325,30 @@ fn patch_resource(
     patch: Value,
     if_match: Option<i64>,
 ) -> Result<Written, ApiError> {
-    for _ in 0..PATCH_ATTEMPTS {
-        let current = state
-            .store
-            .read(scope, res_type, res_id)?
-            .ok_or_else(|| ApiError::not_found(format!("{res_type}/{res_id} does not exist")))?;
-        let Some(body) = current.body.filter(|_| !current.deleted) else {
-            return Err(ApiError::gone(format!("{res_type}/{res_id} was deleted")));
-        };
-        if let Some(expected) = if_match {
-            if expected != current.version {
-                return Err(StoreError::VersionConflict {
-                    expected,
-                    current: current.version,
-                }
-                .into());
+    let target = WriteTarget {
+        res_type,
+        res_id,
+        method: WriteMethod::Patch,
+        if_match,
+        must_be_new: false,
+        needs_current_body: true,
+    };
+    let mut prepare = |prior: Prior<'_>, version: i64, last_updated: i64| {
+        let body = match prior {
+            Prior::Absent => {
+                return Err(ApiError::not_found(format!(
+                    "{res_type}/{res_id} does not exist"
+                )))
             }
-        }
-        let resource: Value = serde_json::from_str(&body).map_err(|e| {
+            Prior::Deleted => {
+                return Err(ApiError::gone(format!("{res_type}/{res_id} was deleted")))
+            }
+            Prior::Live(body) => body.unwrap_or_default(),
+        };
+        let current: Value = serde_json::from_str(body).map_err(|e| {
             ApiError::internal(format!("stored {res_type}/{res_id} is unreadable: {e}"))
         })?;
-        let patched = apply_json_patch(&resource, patch.clone()).map_err(|e| match e {
+        let mut patched = apply_json_patch(&current, patch.clone()).map_err(|e| match e {
             PatchError::Malformed(issue) => ApiError::bad_request(issue),
             PatchError::Unprocessable(issue) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issue)
@@ -352,19 +361,18 @@ fn patch_resource(
                 issues,
             ));
         }
-        match store_resource(
-            state,
-            scope,
-            patched,
-            res_id,
-            WriteMethod::Patch,
-            Some(current.version),
-        ) {
-            Err(StoreError::VersionConflict { .. }) if if_match.is_none() => continue,
-            other => return Ok(other?),
-        }
-    }
-    Err(StoreError::Contention.into())
+        let patients =
+            compartment::patient_compartments(state.definitions, &patched, &state.base_url);
+        meta::stamp(&mut patched, res_id, version, last_updated);
+        Ok(Prepared {
+            patients,
+            body: patched.to_string(),
+        })
+    };
+    state
+        .store
+        .write(scope, &target, &mut prepare)
+        .map_err(write_error)
 }
 
 pub async fn read(

@@ -1,0 +1,88 @@
+//! Concurrent writers never lose a version.
+
+mod common;
+
+use serde_json::json;
+
+const WRITERS: usize = 8;
+const UPDATES_EACH: usize = 10;
+
+backend_tests! {
+    fn parallel_if_match_writers_lose_nothing(server: &Server) {
+        let body = json!({"resourceType": "Patient", "id": "shared", "active": true});
+        server.put("/Patient/shared", &body).ok_json();
+        std::thread::scope(|s| {
+            for writer in 0..WRITERS {
+                s.spawn(move || {
+                    let mut done = 0;
+                    let mut conflicts = 0;
+                    while done < UPDATES_EACH {
+                        let current = server.get("/Patient/shared");
+                        let etag = current.header("etag").unwrap().to_string();
+                        let mut next = current.json();
+                        next["name"] = json!([{"family": format!("w{writer}-{done}")}]);
+                        let put = server.request("PUT", "/Patient/shared").header("If-Match", &etag).json(&next);
+                        match put.status {
+                            200 => done += 1,
+                            412 => conflicts += 1,
+                            other => panic!("unexpected {other}: {}", put.text()),
+                        }
+                        assert!(conflicts < 10_000, "writer {writer} starved");
+                    }
+                });
+            }
+        });
+        let expected = 1 + WRITERS * UPDATES_EACH;
+        let current = server.get("/Patient/shared").json();
+        assert_eq!(current["meta"]["versionId"], expected.to_string());
+        let history = server.get("/Patient/shared/_history?_count=1000").ok_json();
+        assert_eq!(history["total"], expected);
+        let mut versions: Vec<usize> = history["entry"].as_array().unwrap().iter()
+            .map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap().parse().unwrap()).collect();
+        versions.sort();
+        assert_eq!(versions, (1..=expected).collect::<Vec<_>>(), "every version exactly once");
+        // Every successful write is there: one name per (writer, update).
+        let mut names: Vec<String> = history["entry"].as_array().unwrap().iter()
+            .filter_map(|e| e["resource"]["name"][0]["family"].as_str().map(String::from)).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), WRITERS * UPDATES_EACH);
+    }
+
+    fn parallel_blind_writers_and_patches_all_land(server: &Server) {
+        server.put("/Patient/blind", &json!({"resourceType": "Patient", "id": "blind"})).ok_json();
+        std::thread::scope(|s| {
+            for writer in 0..WRITERS {
+                s.spawn(move || {
+                    for i in 0..UPDATES_EACH {
+                        let r = if i % 2 == 0 {
+                            server.put("/Patient/blind", &json!({"resourceType": "Patient", "id": "blind", "gender": "other"}))
+                        } else {
+                            server.request("PATCH", "/Patient/blind").header("Content-Type", "application/json-patch+json")
+                                .json(&json!([{"op": "add", "path": "/birthDate", "value": format!("19{:02}-01-01", writer * 10 + i)}]))
+                        };
+                        assert_eq!(r.status, 200, "{}", r.text());
+                    }
+                });
+            }
+        });
+        let expected = 1 + WRITERS * UPDATES_EACH;
+        assert_eq!(server.get("/Patient/blind").json()["meta"]["versionId"], expected.to_string());
+        assert_eq!(server.get("/Patient/blind/_history?_count=0").ok_json()["total"], expected);
+    }
+
+    fn parallel_creates_of_one_id_make_one_resource(server: &Server) {
+        std::thread::scope(|s| {
+            for _ in 0..WRITERS {
+                s.spawn(|| {
+                    let r = server.put("/Patient/race", &json!({"resourceType": "Patient", "id": "race"}));
+                    assert!(r.status == 200 || r.status == 201, "{}", r.text());
+                });
+            }
+        });
+        let history = server.get("/Patient/race/_history").ok_json();
+        assert_eq!(history["total"], WRITERS);
+        let created: Vec<_> = history["entry"].as_array().unwrap().iter().filter(|e| e["resource"]["meta"]["versionId"] == "1").collect();
+        assert_eq!(created.len(), 1);
+    }
+}
