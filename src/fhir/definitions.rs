@@ -216,6 +216,8 @@ pub struct ElementDef {
     /// For inline and content-referenced elements, the node holding their children.
     pub node: Option<NodeId>,
     pub binding: Option<Binding>,
+    /// The node this element is a key of.
+    parent: NodeId,
 }
 
 /// One JSON key allowed in a node.
@@ -428,10 +430,13 @@ impl Definitions {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawDefinitions {
+struct RawDefinitions<'a> {
     fhir_version: String,
     primitives: Vec<String>,
-    types: BTreeMap<String, RawType>,
+    /// Names and paths are borrowed from the embedded text: they never need JSON escapes, and
+    /// not copying ten thousand of them halves the load time.
+    #[serde(borrow)]
+    types: BTreeMap<&'a str, RawType<'a>>,
     valuesets: BTreeMap<String, BTreeMap<String, Vec<String>>>,
     compartments: RawCompartments,
 }
@@ -442,30 +447,31 @@ struct RawCompartments {
 }
 
 #[derive(Deserialize)]
-struct RawType {
-    kind: String,
-    #[serde(default)]
-    base: Option<String>,
-    elements: BTreeMap<String, RawElement>,
+struct RawType<'a> {
+    kind: &'a str,
+    #[serde(default, borrow)]
+    base: Option<&'a str>,
+    #[serde(borrow)]
+    elements: BTreeMap<&'a str, RawElement<'a>>,
 }
 
 #[derive(Deserialize)]
-struct RawElement {
+struct RawElement<'a> {
     min: u32,
     /// A number or `"*"`; a `Value` because the crate's `arbitrary_precision` numbers do not
     /// go through untagged enums.
     max: Value,
-    #[serde(default, rename = "type")]
-    types: Vec<String>,
-    #[serde(default, rename = "ref")]
-    content_ref: Option<String>,
-    #[serde(default)]
-    vs: Option<String>,
+    #[serde(default, rename = "type", borrow)]
+    types: Vec<&'a str>,
+    #[serde(default, rename = "ref", borrow)]
+    content_ref: Option<&'a str>,
+    #[serde(default, borrow)]
+    vs: Option<&'a str>,
 }
 
 // ------------------------------------------------------------------------- building
 
-fn build(raw: RawDefinitions) -> Result<Definitions, DefinitionsError> {
+fn build(raw: RawDefinitions<'_>) -> Result<Definitions, DefinitionsError> {
     for name in &raw.primitives {
         if Primitive::from_name(name).is_none() {
             return Err(inconsistent(format!(
@@ -479,7 +485,7 @@ fn build(raw: RawDefinitions) -> Result<Definitions, DefinitionsError> {
     // Ids first, so that elements can point at any type.
     let mut by_name = HashMap::with_capacity(raw.types.len());
     for (i, name) in raw.types.keys().enumerate() {
-        by_name.insert(Box::from(name.as_str()), TypeId(i as u32));
+        by_name.insert(Box::from(*name), TypeId(i as u32));
     }
 
     let mut types = Vec::with_capacity(raw.types.len());
@@ -571,11 +577,11 @@ fn last_segment(path: &str) -> &str {
 
 fn build_type(
     name: &str,
-    raw: &RawType,
+    raw: &RawType<'_>,
     by_name: &HashMap<Box<str>, TypeId>,
     valueset_by_url: &HashMap<Box<str>, u32>,
 ) -> Result<TypeDef, DefinitionsError> {
-    let kind = match raw.kind.as_str() {
+    let kind = match raw.kind {
         "resource" => TypeKind::Resource,
         "complex-type" => TypeKind::Complex,
         other => return Err(inconsistent(format!("{name}: unknown kind {other}"))),
@@ -588,7 +594,7 @@ fn build_type(
         let at = || format!("{name}.{path}");
         let mut types = Vec::with_capacity(e.types.len());
         for t in &e.types {
-            types.push(match t.as_str() {
+            types.push(match *t {
                 "BackboneElement" | "Element" => ElementType::Inline,
                 "Resource" => ElementType::Resource,
                 other => match Primitive::from_name(other) {
@@ -630,7 +636,7 @@ fn build_type(
         });
         index.insert(path, elements.len() as u32);
         elements.push(ElementDef {
-            path: path.as_str().into(),
+            path: (*path).into(),
             name: base.into(),
             shadow: format!("_{base}").into(),
             min: e.min,
@@ -640,27 +646,29 @@ fn build_type(
             choice_keys: Vec::new(),
             node,
             binding,
+            parent: ROOT_NODE,
         });
     }
 
     // Content references share the node of the element they point at; the referenced element
     // may come later in path order, hence a second pass.
     for (path, e) in &raw.elements {
-        if let Some(target) = &e.content_ref {
+        if let Some(target) = e.content_ref {
             let node = index
-                .get(target.as_str())
+                .get(target)
                 .and_then(|&t| elements[t as usize].node)
                 .ok_or_else(|| {
                     inconsistent(format!("{name}.{path}: bad contentReference {target}"))
                 })?;
-            elements[index[path.as_str()] as usize].node = Some(node);
-            elements[index[path.as_str()] as usize].types = vec![ElementType::Inline];
+            let element = &mut elements[index[path] as usize];
+            element.node = Some(node);
+            element.types = vec![ElementType::Inline];
         }
     }
 
     // Attach each element to its parent's node.
-    for (i, element) in elements.iter().enumerate() {
-        let parent = match element.path.rsplit_once('.') {
+    for i in 0..elements.len() {
+        let parent = match elements[i].path.rsplit_once('.') {
             None => ROOT_NODE,
             Some((parent, _)) => index
                 .get(parent)
@@ -668,10 +676,12 @@ fn build_type(
                 .ok_or_else(|| {
                     inconsistent(format!(
                         "{name}.{}: parent {parent} has no children",
-                        element.path
+                        elements[i].path
                     ))
                 })?,
         };
+        let element = &mut elements[i];
+        element.parent = parent;
         if element.min > 0 {
             nodes[parent as usize].required.push(i as u32);
         }
@@ -687,7 +697,7 @@ fn build_type(
     Ok(TypeDef {
         name: name.into(),
         kind,
-        wire_name: raw.base.as_deref().unwrap_or(name).into(),
+        wire_name: raw.base.unwrap_or(name).into(),
         elements,
         nodes,
     })
@@ -699,15 +709,7 @@ fn fill_choice_keys(ty: &mut TypeDef, wire_names: &[Box<str>]) -> Result<(), Def
         if !ty.elements[i].choice {
             continue;
         }
-        let parent = match ty.elements[i].path.rsplit_once('.') {
-            None => ROOT_NODE,
-            Some((parent, _)) => ty
-                .elements
-                .iter()
-                .find(|e| &*e.path == parent)
-                .and_then(|e| e.node)
-                .ok_or_else(|| inconsistent(format!("{}.{parent}: no children", ty.name)))?,
-        };
+        let parent = ty.elements[i].parent;
         let mut keys = Vec::with_capacity(ty.elements[i].types.len());
         for (type_index, t) in ty.elements[i].types.iter().enumerate() {
             let suffix = match t {

@@ -794,7 +794,7 @@ fn run_backend(rt: &tokio::runtime::Runtime, bin: &Path, backend: &'static str, 
     let mut ctx = Ctx { tally, backend };
     let started = Instant::now();
     // Declared before the server so that it is dropped after it: kill first, then drop the data.
-    let (_storage, url) = match prepare(backend) {
+    let (storage, url) = match prepare(backend) {
         Ok(pair) => pair,
         Err(e) => return ctx.fail("prepare database", &e),
     };
@@ -835,6 +835,7 @@ fn run_backend(rt: &tokio::runtime::Runtime, bin: &Path, backend: &'static str, 
         Err(e) => ctx.fail("build fhir-sdk client", &e),
     }
     drop(server);
+    drop(storage);
     let _ = std::fs::remove_file(&log);
     println!(
         "     [{backend}] done in {:.1} s",
@@ -853,7 +854,11 @@ fn redact(url: &str) -> String {
 }
 
 fn main() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = manifest_dir
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| manifest_dir.join("../.."));
     let bin = std::env::var_os("CARNET_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo.join("target/debug/carnet"));
@@ -866,8 +871,7 @@ fn main() {
         .collect();
 
     println!(
-        "fhir-sdk {} (R4B client, sends {R4B_MIME:?}) against {}",
-        FHIR_SDK_VERSION,
+        "fhir-sdk 0.16 R4B client (sends {R4B_MIME:?}) against {}",
         bin.display()
     );
     let mut tally = Tally::default();
@@ -892,5 +896,3 @@ fn main() {
         std::process::exit(1);
     }
 }
-
-const FHIR_SDK_VERSION: &str = "0.16";
