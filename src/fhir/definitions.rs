@@ -630,7 +630,7 @@ fn build_type(
         } else {
             None
         };
-        let binding = e.vs.as_deref().map(|url| Binding {
+        let binding = e.vs.map(|url| Binding {
             url: url.into(),
             valueset: valueset_by_url.get(url).copied(),
         });

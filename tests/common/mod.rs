@@ -292,6 +292,18 @@ impl Server {
         out
     }
 
+    /// Stops the server and keeps its database for another run.
+    pub fn take_database(mut server: Server) -> TestDatabase {
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+        let placeholder = TestDatabase {
+            url: String::new(),
+            pg_name: None,
+            dir: None,
+        };
+        std::mem::replace(&mut server.database, placeholder)
+    }
+
     pub fn stop(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -125,7 +125,17 @@ fn describe(err: &ClientError) -> String {
             "HTTP {status} with OperationOutcome {}",
             serde_json::to_string(outcome).unwrap_or_default()
         ),
-        other => other.to_string(),
+        other => {
+            // reqwest hides the cause (connection refused, timeout...) in the source chain.
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 
@@ -829,7 +839,7 @@ fn run_backend(rt: &tokio::runtime::Runtime, bin: &Path, backend: &'static str, 
             let failed_before = ctx.tally.failed;
             rt.block_on(scenario(&mut ctx, &client, &server.base));
             if ctx.tally.failed > failed_before {
-                println!("     [{backend}] server log tail{}", server.log_tail());
+                println!("     [{backend}] after the failure{}", server.log_tail());
             }
         }
         Err(e) => ctx.fail("build fhir-sdk client", &e),

@@ -1,0 +1,128 @@
+//! The store applies the caller's access scope in SQL: reads, vreads, history and writes.
+
+mod common;
+
+use carnet::access::AccessScope;
+use carnet::store::{DatabaseUrl, Prepared, Prior, Store, WriteMethod, WriteTarget};
+use common::{Backend, TestDatabase};
+
+fn write(
+    store: &Store,
+    scope: &AccessScope,
+    res_type: &str,
+    id: &str,
+    patients: &[&str],
+) -> Result<i64, String> {
+    let target = WriteTarget {
+        res_type,
+        res_id: id,
+        method: WriteMethod::Put,
+        if_match: None,
+        must_be_new: false,
+        needs_current_body: false,
+    };
+    let patients: Vec<String> = patients.iter().map(|p| p.to_string()).collect();
+    let mut prepare = |_: Prior<'_>, version: i64, _: i64| {
+        Ok::<_, String>(Prepared {
+            patients: patients.clone(),
+            body: format!(r#"{{"resourceType":"{res_type}","id":"{id}","v":{version}}}"#),
+        })
+    };
+    store
+        .write(scope, &target, &mut prepare)
+        .map(|w| w.version)
+        .map_err(|e| format!("{e:?}"))
+}
+
+fn scope_is_enforced_in_sql(backend: Backend) {
+    let db = TestDatabase::new(backend);
+    let store = Store::open(&DatabaseUrl::parse(&db.url).unwrap(), 2).unwrap();
+    store.migrate().unwrap();
+    let all = AccessScope::Everything;
+    write(&store, &all, "Patient", "a", &["a"]).unwrap();
+    write(&store, &all, "Patient", "b", &["b"]).unwrap();
+    write(&store, &all, "Observation", "oa", &["a"]).unwrap();
+    write(&store, &all, "Observation", "ob", &["b"]).unwrap();
+    write(&store, &all, "Observation", "oab", &["a", "b"]).unwrap();
+    write(&store, &all, "Organization", "org", &[]).unwrap();
+
+    let only_a = AccessScope::Patients(vec!["a".into()]);
+    assert!(store.read(&only_a, "Observation", "oa").unwrap().is_some());
+    assert!(store.read(&only_a, "Observation", "oab").unwrap().is_some());
+    assert!(
+        store.read(&only_a, "Observation", "ob").unwrap().is_none(),
+        "another patient's data reads as missing"
+    );
+    assert!(store
+        .read(&only_a, "Organization", "org")
+        .unwrap()
+        .is_none());
+    assert!(store
+        .vread(&only_a, "Observation", "ob", 1)
+        .unwrap()
+        .is_none());
+    assert!(store.read(&all, "Observation", "ob").unwrap().is_some());
+
+    let query = carnet::store::HistoryQuery {
+        count: 100,
+        ..Default::default()
+    };
+    let ids: Vec<String> = store
+        .history(&only_a, &query)
+        .unwrap()
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|v| v.res_id)
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["a", "oa", "oab"]);
+    let instance = carnet::store::HistoryQuery {
+        res_type: Some("Observation"),
+        res_id: Some("ob"),
+        count: 10,
+        ..Default::default()
+    };
+    assert!(store.history(&only_a, &instance).unwrap().is_none());
+
+    // Writes must land inside the scope, and cannot touch what the scope hides.
+    assert!(write(&store, &only_a, "Observation", "new-a", &["a"]).is_ok());
+    assert!(write(&store, &only_a, "Observation", "new-b", &["b"])
+        .unwrap_err()
+        .contains("Forbidden"));
+    assert!(write(&store, &only_a, "Observation", "mixed", &["a", "b"])
+        .unwrap_err()
+        .contains("Forbidden"));
+    assert!(
+        write(&store, &only_a, "Observation", "ob", &["a"])
+            .unwrap_err()
+            .contains("Forbidden"),
+        "cannot pull B's resource into A"
+    );
+    assert!(
+        store.read(&all, "Observation", "new-b").unwrap().is_none(),
+        "a refused write stores nothing"
+    );
+    assert_eq!(
+        store.delete(&only_a, "Observation", "ob", None).unwrap(),
+        carnet::store::Deletion::NotFound
+    );
+    assert!(
+        !store
+            .read(&all, "Observation", "ob")
+            .unwrap()
+            .unwrap()
+            .deleted
+    );
+}
+
+#[test]
+fn scope_is_enforced_in_sql_on_sqlite() {
+    scope_is_enforced_in_sql(Backend::Sqlite);
+}
+
+#[test]
+fn scope_is_enforced_in_sql_on_postgres() {
+    scope_is_enforced_in_sql(Backend::Postgres);
+}
