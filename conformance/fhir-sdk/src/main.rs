@@ -126,9 +126,10 @@ fn describe(err: &ClientError) -> String {
             serde_json::to_string(outcome).unwrap_or_default()
         ),
         other => {
-            // reqwest hides the cause (connection refused, timeout...) in the source chain.
+            // reqwest hides the cause (connection refused, timeout...) in the source chain. The
+            // client's own message already shows its direct source, so start one level down.
             let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
+            let mut source = std::error::Error::source(other).and_then(|s| s.source());
             while let Some(cause) = source {
                 text.push_str(": ");
                 text.push_str(&cause.to_string());

@@ -337,7 +337,7 @@ impl<'d> Walker<'d> {
                         "'{name}' takes a single value (maximum cardinality 1), found an array; remove the [ ]"
                     ),
                 ),
-                Value::Null => self.null(name),
+                Value::Null => self.null(name, false),
                 _ => self.item(value, et, ty, el, depth),
             }
             return;
@@ -389,25 +389,28 @@ impl<'d> Walker<'d> {
                     return;
                 }
                 // null only holds the place of a value that has extensions in `_name`.
-                let extended = matches!(et, ElementType::Primitive(_))
+                let primitive = matches!(et, ElementType::Primitive(_));
+                let extended = primitive
                     && obj
                         .get(&format!("_{name}"))
                         .and_then(|s| s.get(i))
                         .is_some_and(|x| !x.is_null());
                 if !extended {
-                    w.null(name);
+                    w.null(name, primitive);
                 }
             });
         }
     }
 
-    fn null(&mut self, name: &str) {
-        self.report(
-            "structure",
+    fn null(&mut self, name: &str, primitive: bool) {
+        let message = if primitive {
             format!(
-                "'{name}' is null: FHIR JSON has no nulls except in a primitive array whose '_{name}' has extensions at that position; omit the element instead"
-            ),
-        );
+                "'{name}' is null: FHIR JSON only has null in a primitive array, to hold the place of a value whose '_{name}' entry has extensions; otherwise omit it"
+            )
+        } else {
+            format!("'{name}' is null: FHIR JSON has no nulls; omit the element instead")
+        };
+        self.report("structure", message);
     }
 
     /// One value of an element, of type `et`.
