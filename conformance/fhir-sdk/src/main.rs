@@ -420,12 +420,30 @@ async fn scenario(ctx: &mut Ctx<'_>, client: &R4bClient, base: &str) {
                 "server accepted a stale If-Match (created={created}, now version {:?})",
                 version_of_patient(&stale)
             )),
-            Err(e) => match status_of(&e) {
-                Some(s) if s == StatusCode::PRECONDITION_FAILED || s == StatusCode::CONFLICT => {
-                    Ok(((), format!("HTTP {s}")))
-                }
-                _ => Err(format!("expected 412 (or 409), got: {}", describe(&e))),
-            },
+            Err(ClientError::OperationOutcomeR4B(s, outcome))
+                if s == StatusCode::PRECONDITION_FAILED || s == StatusCode::CONFLICT =>
+            {
+                let codes: Vec<String> = outcome
+                    .issue
+                    .iter()
+                    .flatten()
+                    .map(|i| format!("{}/{}", i.severity, i.code))
+                    .collect();
+                Ok(((), format!("HTTP {s}, OperationOutcome issues {codes:?}")))
+            }
+            Err(ClientError::Response(s, body)) => Err(format!(
+                "HTTP {s}, but the client could not parse the body as an R4B OperationOutcome: {body}"
+            )),
+            Err(e) => Err(format!("expected 412 (or 409), got: {}", describe(&e))),
+        },
+    );
+
+    ctx.check(
+        "read unknown Patient",
+        match client.read::<Patient>("no-such-patient").await {
+            Ok(None) => Ok(((), "client reports not found".to_owned())),
+            Ok(Some(p)) => Err(format!("got a Patient {:?}", p.id)),
+            Err(e) => Err(format!("expected 404, got: {}", describe(&e))),
         },
     );
 
