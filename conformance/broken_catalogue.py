@@ -19,7 +19,7 @@ the serialised text, or a whole replacement body.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from support import FHIR_JSON, Lit, Pairs
@@ -170,6 +170,8 @@ class Case:
     content_type: str | None = None  # None: application/fhir+json (json-patch+json for PATCH)
     accept: str = FHIR_JSON
     send_body: bool = True
+    content_encoding: str | None = None  # "gzip": the body is sent gzip-compressed
+    chunked: bool = False  # send the body with Transfer-Encoding: chunked (no Content-Length)
     patch: Any = None  # PATCH: the patch document (JSON) or raw bytes
     control_patch: Any = None  # PATCH: a valid patch, to prove the case is about its defect
     control: bool = True  # send the unbroken request afterwards: it must succeed
@@ -199,6 +201,10 @@ class Case:
             parts.append(f"Content-Type: {self.content_type}")
         if self.accept != FHIR_JSON:
             parts.append(f"Accept: {self.accept}")
+        if self.content_encoding:
+            parts.append(f"Content-Encoding: {self.content_encoding}")
+        if self.chunked:
+            parts.append("Transfer-Encoding: chunked")
         return f"{self.base}: " + ("; ".join(parts) or "unchanged") + (
             f" ({self.note})" if self.note else ""
         )
@@ -209,6 +215,7 @@ OBS = "Observation-example.json"
 OBS_F001 = "Observation-f001.json"
 DOC = "DocumentReference-example.json"
 BIN = "Binary-example.json"
+BP = "Observation-blood-pressure.json"
 ALG = "AllergyIntolerance-example.json"
 APT = "Appointment-example.json"
 IMM = "Immunization-example.json"
@@ -244,6 +251,12 @@ CASES: list[Case] = [
          expression="Observation.subject"),
     Case("nested-array", PAT, (Set("/name", [[{"family": "Chalmers"}]]),), expression="Patient.name"),
     Case("number-for-narrative-div", PAT, (Set("/text/div", 42),), expression="Patient.text.div"),
+    Case("string-for-boolean-uppercase", PAT, (Set("/active", "TRUE"),), expression="Patient.active"),
+    Case("number-for-id", PAT, (Set("/meta", {"versionId": 1}),), expression="Patient.meta.versionId"),
+    Case("underscore-null", PAT, (Set("/_gender", None),), expression=("Patient._gender", "Patient.gender")),
+    Case("underscore-array-misaligned", PAT, (Set("/name/0/_given", [None]),),
+         expression=("Patient.name[0]._given", "Patient.name[0].given"),
+         note="given has 2 entries, _given 1"),
     # --- dates and times ---------------------------------------------------------------------
     Case("date-feb-30", PAT, (Set("/birthDate", "1974-02-30"),), expression="Patient.birthDate"),
     Case("date-month-13", PAT, (Set("/birthDate", "1974-13-01"),), expression="Patient.birthDate"),
@@ -263,6 +276,12 @@ CASES: list[Case] = [
     Case("instant-date-only", OBS_F001, (Set("/issued", "2013-04-03"),), expression="Observation.issued"),
     Case("instant-in-documentreference", DOC, (Set("/date", "2005-12-24"),),
          expression="DocumentReference.date", note="DocumentReference.date is an instant"),
+    Case("date-year-0000", PAT, (Set("/birthDate", "0000"),), expression="Patient.birthDate"),
+    Case("datetime-offset-beyond-14h", PAT,
+         (Set("/identifier/0/period/start", "2001-05-06T10:00:00+15:00"),),
+         expression="Patient.identifier[0].period.start"),
+    Case("time-hour-25", OBS, (Remove("/valueQuantity"), Set("/valueTime", "25:00:00")),
+         expression=("Observation.valueTime", "Observation.value")),
     Case("meta-lastupdated-not-instant", PAT, (Set("/meta", {"lastUpdated": "2020-01-01"}),),
          expression="Patient.meta.lastUpdated"),
     Case("meta-lastupdated-month-13", PAT, (Set("/meta", {"lastUpdated": "2020-13-01T00:00:00Z"}),),
@@ -278,6 +297,8 @@ CASES: list[Case] = [
          expression="Patient.telecom[1].rank", note="integers are 32-bit"),
     Case("positiveint-zero", PAT, (Set("/telecom/1/rank", 0),), expression="Patient.telecom[1].rank"),
     Case("integer-with-fraction", PAT, (Set("/telecom/1/rank", Lit("1.5")),),
+         expression="Patient.telecom[1].rank"),
+    Case("integer-with-exponent", PAT, (Set("/telecom/1/rank", Lit("1e2")),),
          expression="Patient.telecom[1].rank"),
     Case("integer-as-string", PAT, (Set("/telecom/1/rank", "1"),), expression="Patient.telecom[1].rank"),
     Case("unsignedint-negative", DOC, (Set("/content/0/attachment/size", -1),),
@@ -326,9 +347,32 @@ CASES: list[Case] = [
     Case("missing-observation-status", OBS, (Remove("/status"),), expression="Observation.status"),
     Case("missing-documentreference-content", DOC, (Remove("/content"),),
          expression="DocumentReference.content"),
+    Case("missing-component-code", BP, (Remove("/component/0/code"),),
+         expression="Observation.component[0].code"),
     Case("missing-binary-contenttype", BIN, (Remove("/contentType"),), expression="Binary.contentType"),
     Case("extension-without-url", PAT, (Set("/extension", [{"valueString": "x"}]),),
          expression="Patient.extension[0]"),
+    # --- strings ---------------------------------------------------------------------------
+    Case("string-control-character", PAT, (Set("/name/0/family", "Chal\u0001mers"),),
+         expression="Patient.name[0].family",
+         note="strings SHALL NOT contain characters below U+0020 other than tab, CR, LF"),
+    Case("string-nul-character", PAT, (Set("/address/0/city", "Pleasant\u0000Ville"),),
+         expression="Patient.address[0].city"),
+    # --- narrative and contained resources (R4 invariants txt-1, dom-2, dom-4) ----------------
+    Case("narrative-script", PAT,
+         (Set("/text/div", '<div xmlns="http://www.w3.org/1999/xhtml"><p>Peter</p><script>alert(1)</script></div>'),),
+         expression="Patient.text.div", note="txt-1: no <script> in a narrative (stored XSS)"),
+    Case("narrative-event-handler", PAT,
+         (Set("/text/div", '<div xmlns="http://www.w3.org/1999/xhtml"><p onclick="alert(1)">Peter</p></div>'),),
+         expression="Patient.text.div", note="txt-1: no event-handler attributes"),
+    Case("narrative-not-well-formed", PAT,
+         (Set("/text/div", '<div xmlns="http://www.w3.org/1999/xhtml"><p>Peter</div>'),),
+         expression="Patient.text.div", note="xhtml must be well-formed XML"),
+    Case("contained-nested", DOC,
+         (Set("/contained/0/contained", [{"resourceType": "Organization", "id": "o2", "name": "x"}]),),
+         expression="DocumentReference.contained[0]", note="dom-2: no contained inside contained"),
+    Case("contained-with-versionid", DOC, (Set("/contained/0/meta", {"versionId": "1"}),),
+         expression="DocumentReference.contained[0]", note="dom-4: a contained resource has no meta.versionId"),
     # --- empty and null ----------------------------------------------------------------------
     Case("empty-string", PAT, (Set("/name/0/family", ""),), expression="Patient.name[0].family"),
     Case("empty-object", PAT, (Set("/maritalStatus", {}),), expression="Patient.maritalStatus"),
@@ -345,6 +389,7 @@ CASES: list[Case] = [
     Case("malformed-invalid-utf8", PAT,
          (Text("invalid UTF-8 in a string", lambda t: t.replace('"Chalmers"', '"Chalm\udcffers"', 1)),)),
     Case("duplicate-key", PAT, (DupKey("", "gender", "female"),)),
+    Case("duplicate-key-nested", PAT, (DupKey("/name/0", "family", "Windsor"),)),
     Case("duplicate-resourcetype", PAT, (DupKey("", "resourceType", "Observation"),)),
     Case("nesting-depth-200", PAT, (Set("/extension", [nested_extension(200)]),),
          note="extensions nested 200 deep: refuse it, do not overflow the stack"),
@@ -388,6 +433,10 @@ CASES: list[Case] = [
     # --- size --------------------------------------------------------------------------------
     Case("body-40-mib", BIN, (Pad("/data", 40 * MIB),), method="POST", status=413,
          note="the default body limit is about 32 MiB"),
+    Case("body-40-mib-chunked", BIN, (Pad("/data", 40 * MIB),), method="POST", status=413, chunked=True,
+         note="no Content-Length: the limit must hold while reading"),
+    Case("body-40-mib-gzip-bomb", BIN, (Pad("/data", 40 * MIB),), method="POST", status=413,
+         content_encoding="gzip", note="about 40 KiB on the wire, 40 MiB once decompressed"),
     # --- PATCH (JSON Patch) on an existing resource ------------------------------------------
     Case("patch-to-invalid-code", PAT, (), method="PATCH", status=(400, 422),
          patch=[{"op": "replace", "path": "/gender", "value": "male2"}],

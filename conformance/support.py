@@ -378,11 +378,25 @@ class RawResponse:
 
 
 def raw_request(
-    url: str, method: str, headers: dict, body: bytes, timeout: float = HTTP_TIMEOUT
+    url: str,
+    method: str,
+    headers: dict,
+    body: bytes,
+    timeout: float = HTTP_TIMEOUT,
+    chunked: bool = False,
 ) -> RawResponse:
     parts = urlsplit(url)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    head = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
+    head = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
+    if chunked:
+        head.append("Transfer-Encoding: chunked")
+        step = 1 << 20
+        body = b"".join(
+            f"{len(body[i : i + step]):x}\r\n".encode() + body[i : i + step] + b"\r\n"
+            for i in range(0, len(body), step)
+        ) + b"0\r\n\r\n"
+    else:
+        head.append(f"Content-Length: {len(body)}")
     head += [f"{k}: {v}" for k, v in headers.items()]
     head.append("Connection: close")
     sock = socket.create_connection((parts.hostname, parts.port), timeout=timeout)

@@ -16,6 +16,7 @@ For every case of broken_catalogue.CASES, on every backend:
 from __future__ import annotations
 
 import copy
+import gzip
 import secrets
 from types import SimpleNamespace
 
@@ -63,7 +64,9 @@ def build_body(case: Case, base: dict, fresh: str, broken: bool) -> bytes | None
             doc = Set(op.pointer, "A" * (room - room % 4)).apply(doc)
             text = dumps_exact(doc)
         elif isinstance(op, Text):
-            text = op.edit(text)
+            edited = op.edit(text)
+            assert edited != text, f"catalogue bug: {op} left the body unchanged"
+            text = edited
     data = text.encode("utf-8", "surrogateescape")
     for op in case.ops:
         if isinstance(op, Body):
@@ -71,10 +74,16 @@ def build_body(case: Case, base: dict, fresh: str, broken: bool) -> bytes | None
     return data
 
 
-def send(fhir, method: str, path: str, body: bytes | None, content_type: str | None, accept: str):
+def send(fhir, method: str, path: str, body: bytes | None, content_type: str | None, accept: str,
+         content_encoding: str | None = None, chunked: bool = False):
     headers = {"Accept": accept, "Content-Type": content_type if body is not None else None}
-    if body is not None and len(body) > RAW_SOCKET_ABOVE:
-        raw = raw_request(fhir.url(path), method, {k: v for k, v in headers.items() if v}, body)
+    if body is not None and content_encoding == "gzip":
+        body = gzip.compress(body)
+        headers["Content-Encoding"] = "gzip"
+    if body is not None and (len(body) > RAW_SOCKET_ABOVE or chunked):
+        raw = raw_request(
+            fhir.url(path), method, {k: v for k, v in headers.items() if v}, body, chunked=chunked
+        )
         return SimpleNamespace(
             status_code=raw.status,
             content=raw.body,
@@ -149,7 +158,7 @@ def test_broken(server, fhir, hl7_examples, case: Case):
         body, content_type = patch, case.content_type or JSON_PATCH
     else:
         body, content_type = build_body(case, base, fresh, True), case.content_type or FHIR_JSON
-    resp = send(fhir, case.method, path, body, content_type, case.accept)
+    resp = send(fhir, case.method, path, body, content_type, case.accept, case.content_encoding, case.chunked)
 
     # 3. status and OperationOutcome
     if resp.status_code not in case.statuses:

@@ -13,6 +13,7 @@ One test per backend collects every failing file, so that a run shows them all a
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -39,8 +40,11 @@ def served_examples(directory: Path) -> list[tuple[Path, bytes, dict]]:
         raw = path.read_bytes()
         try:
             resource = loads_exact(raw)
-        except ValueError:
-            continue  # not a resource we could send as is; the package has none of these
+        except ValueError as exc:
+            loose = json.loads(raw)
+            if isinstance(loose, dict) and loose.get("resourceType") in SERVED_TYPES:
+                raise AssertionError(f"{path} cannot be read exactly ({exc}): the corpus is damaged")
+            continue
         if isinstance(resource, dict) and resource.get("resourceType") in SERVED_TYPES:
             out.append((path, raw, resource))
     return out

@@ -8,15 +8,20 @@ CapabilityStatement. Failures name the request and show the response.
 
 from __future__ import annotations
 
+import base64
 import copy
+import gzip
 import secrets
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 
 import pytest
 
 from support import (
     FHIR_JSON,
+    Fhir,
     INSTANT_RE,
     JSON_PATCH,
     SERVED_TYPES,
@@ -424,3 +429,76 @@ def test_capability_statement(server, fhir):
     for t, codes in types.items():
         missing = {"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"} - codes
         assert not missing, f"{t}: CapabilityStatement lacks {missing}"
+
+
+def test_gzip_request_body(server, fhir):
+    pid = new_id()
+    body = gzip.compress(dumps_exact(patient(id=pid)).encode())
+    expect(fhir.request("PUT", f"Patient/{pid}", body=body, headers={"Content-Encoding": "gzip"}), 201)
+    assert body_json(fhir.get(f"Patient/{pid}"))["name"][0]["family"] == "Durand"
+
+
+# ----------------------------------------------------------------------------------------------
+# concurrent writes: each interaction is atomic
+# ----------------------------------------------------------------------------------------------
+
+WRITERS = 8
+
+
+def _parallel(server, fn) -> list:
+    barrier = threading.Barrier(WRITERS)
+
+    def run(i):
+        client = Fhir(server.base_url)
+        try:
+            barrier.wait(10)
+            return fn(client, i)
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(WRITERS) as pool:
+        return list(pool.map(run, range(WRITERS)))
+
+
+def test_concurrent_updates_with_if_match(server, fhir):
+    pid = new_id()
+    v1 = version(body_json(expect(fhir.put(f"Patient/{pid}", patient(id=pid)), 201)))
+    results = _parallel(server, lambda c, i: c.put(f"Patient/{pid}", patient(f"W{i}", id=pid),
+                                                    headers={"If-Match": f'W/"{v1}"'}))
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [200] + [412] * (WRITERS - 1), (
+        f"{WRITERS} updates with If-Match W/\"{v1}\" at once: statuses {statuses}; exactly one may win"
+    )
+    winner = next(r for r in results if r.status_code == 200)
+    entries = body_json(fhir.get(f"Patient/{pid}/_history")).get("entry") or []
+    assert len(entries) == 2, f"{len(entries)} versions after one winning update"
+    assert body_json(fhir.get(f"Patient/{pid}"))["name"] == body_json(winner)["name"]
+
+
+def test_concurrent_update_as_create(server, fhir):
+    pid = new_id()
+    results = _parallel(server, lambda c, i: c.put(f"Patient/{pid}", patient(f"W{i}", id=pid)))
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [200] * (WRITERS - 1) + [201], (
+        f"{WRITERS} PUTs at a new id at once: statuses {statuses}; expected one 201 and the rest 200: "
+        + "; ".join(describe(r, 200) for r in results if r.status_code not in (200, 201))
+    )
+    versions = sorted(version(body_json(r)) for r in results)
+    assert len(set(versions)) == WRITERS, f"versions given out: {versions}"
+    entries = body_json(fhir.get(f"Patient/{pid}/_history", params={"_count": "100"})).get("entry") or []
+    assert len(entries) == WRITERS, f"{len(entries)} versions in the history after {WRITERS} updates"
+
+
+def test_binary_native_read(server, fhir, hl7_examples):
+    raw = (hl7_examples / "Binary-f006.json").read_bytes()
+    binary = loads_exact(raw)
+    bid = new_id("bin")
+    binary["id"] = bid
+    expect(fhir.put(f"Binary/{bid}", binary), 201)
+    data = base64.b64decode("".join(binary["data"].split()))
+    for accept in (binary["contentType"], "*/*"):
+        native = expect(fhir.get(f"Binary/{bid}", headers={"Accept": accept}), 200)
+        assert native.headers.get("Content-Type", "").startswith(binary["contentType"]), native.headers
+        assert native.content == data, f"Accept {accept}: the native content differs from Binary.data"
+    as_fhir = body_json(expect(fhir.get(f"Binary/{bid}"), 200))
+    assert as_fhir["data"] == binary["data"] and as_fhir["contentType"] == binary["contentType"]

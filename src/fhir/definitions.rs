@@ -776,7 +776,8 @@ mod tests {
             R4_JSON.len(),
             defs.types.len()
         );
-        assert!(elapsed.as_millis() < 500, "parse took {elapsed:?}");
+        // The whole server must start in under a second, unoptimised builds included.
+        assert!(elapsed.as_millis() < 1000, "parse took {elapsed:?}");
     }
 
     #[test]

@@ -27,12 +27,14 @@ pub fn http_date(micros: i64) -> HttpDate {
     HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-/// A builder with ETag and Last-Modified set.
+/// A builder with ETag and Last-Modified set. `Date` is set too: actix-web's cached date can
+/// lag by up to half a second, and Last-Modified must never be later than Date.
 pub fn versioned(status: StatusCode, info: &VersionInfo<'_>) -> HttpResponseBuilder {
     let mut response = HttpResponse::build(status);
     response
         .insert_header((header::ETAG, etag(info.version)))
-        .insert_header((header::LAST_MODIFIED, http_date(info.last_updated)));
+        .insert_header((header::LAST_MODIFIED, http_date(info.last_updated)))
+        .insert_header((header::DATE, HttpDate::from(std::time::SystemTime::now())));
     response
 }
 

@@ -140,15 +140,6 @@ fn describe(err: &ClientError) -> String {
     }
 }
 
-fn status_of(err: &ClientError) -> Option<StatusCode> {
-    match err {
-        ClientError::OperationOutcomeR4B(status, _) | ClientError::Response(status, _) => {
-            Some(*status)
-        }
-        _ => None,
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Test data
 
@@ -822,7 +813,7 @@ fn prepare(backend: &str) -> Result<(Storage, String), String> {
 fn run_backend(rt: &tokio::runtime::Runtime, bin: &Path, backend: &'static str, tally: &mut Tally) {
     let mut ctx = Ctx { tally, backend };
     let started = Instant::now();
-    // Declared before the server so that it is dropped after it: kill first, then drop the data.
+    // Created before the server and dropped after it: kill the server first, then drop the data.
     let (storage, url) = match prepare(backend) {
         Ok(pair) => pair,
         Err(e) => return ctx.fail("prepare database", &e),
@@ -831,7 +822,10 @@ fn run_backend(rt: &tokio::runtime::Runtime, bin: &Path, backend: &'static str, 
         std::env::temp_dir().join(format!("carnet-fhir-sdk-{backend}-{}.log", unique_suffix()));
     let server = match Server::start(bin, &url, log.clone()) {
         Ok(server) => server,
-        Err(e) => return ctx.fail("start carnet", &e),
+        Err(e) => {
+            let _ = std::fs::remove_file(&log);
+            return ctx.fail("start carnet", &e);
+        }
     };
     println!(
         "     [{backend}] carnet at {} on {}",

@@ -1,8 +1,9 @@
 //! The walk over a resource's JSON, in step with its definition.
 //!
 //! One [`Walker`] per validation holds the FHIRPath of the current value in a single `String`
-//! that grows and shrinks with the walk, so a valid resource costs no allocation beyond that
-//! buffer; paths are only copied into issues.
+//! that grows and shrinks with the walk: paths are only copied into issues, so a valid
+//! resource costs that buffer plus, per object holding a choice element, a short list of the
+//! choices met.
 
 use serde_json::{Map, Value};
 

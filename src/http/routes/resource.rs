@@ -345,8 +345,11 @@ fn patch_resource(
             }
             Prior::Live(body) => body.unwrap_or_default(),
         };
-        let current: Value = serde_json::from_str(body).map_err(|e| {
-            ApiError::internal(format!("stored {res_type}/{res_id} is unreadable: {e}"))
+        let current = json::parse_strict(body.as_bytes()).map_err(|e| {
+            ApiError::internal(format!(
+                "stored {res_type}/{res_id} is unreadable: {}",
+                e.diagnostics
+            ))
         })?;
         let mut patched = apply_json_patch(&current, patch.clone()).map_err(|e| match e {
             PatchError::Malformed(issue) => ApiError::bad_request(issue),
@@ -442,8 +445,9 @@ fn not_modified(req: &HttpRequest, info: &VersionInfo<'_>) -> bool {
 
 /// The content of a Binary in its own media type.
 fn raw_binary_response(info: &VersionInfo<'_>, body: &str) -> Result<HttpResponse, ApiError> {
-    let binary: Value = serde_json::from_str(body)
-        .map_err(|e| ApiError::internal(format!("stored Binary is unreadable: {e}")))?;
+    let binary = json::parse_strict(body.as_bytes()).map_err(|e| {
+        ApiError::internal(format!("stored Binary is unreadable: {}", e.diagnostics))
+    })?;
     let content_type = binary["contentType"]
         .as_str()
         .unwrap_or("application/octet-stream")
