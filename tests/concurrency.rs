@@ -85,4 +85,28 @@ backend_tests! {
         let created: Vec<_> = history["entry"].as_array().unwrap().iter().filter(|e| e["resource"]["meta"]["versionId"] == "1").collect();
         assert_eq!(created.len(), 1);
     }
+
+    fn failing_writers_do_not_spoil_their_neighbours(server: &Server) {
+        // Under SQLite's group commit, concurrent writes share a transaction: a write refused
+        // halfway (an invalid patch result) must roll back alone.
+        server.put("/Patient/mixed", &json!({"resourceType": "Patient", "id": "mixed"})).ok_json();
+        std::thread::scope(|s| {
+            for writer in 0..WRITERS {
+                s.spawn(move || {
+                    for i in 0..UPDATES_EACH {
+                        let (value, expected) = if (writer + i) % 2 == 0 { ("male", 200) } else { ("dragon", 422) };
+                        let r = server.request("PATCH", "/Patient/mixed").header("Content-Type", "application/json-patch+json")
+                            .json(&json!([{"op": "add", "path": "/gender", "value": value}]));
+                        assert_eq!(r.status, expected, "{}", r.text());
+                        let created = server.post("/Observation", &json!({"resourceType": "Observation", "status": "final", "code": {"text": format!("{writer}-{i}")}}));
+                        assert_eq!(created.status, 201, "{}", created.text());
+                    }
+                });
+            }
+        });
+        let good = (0..WRITERS).flat_map(|w| (0..UPDATES_EACH).map(move |i| (w + i) % 2 == 0)).filter(|g| *g).count();
+        assert_eq!(server.get("/Patient/mixed/_history?_count=0").ok_json()["total"], 1 + good);
+        assert_eq!(server.get("/Patient/mixed").json()["gender"], "male");
+        assert_eq!(server.all_versions().len(), 1 + good + WRITERS * UPDATES_EACH);
+    }
 }

@@ -3,11 +3,10 @@
 //! stores opaque JSON text with the keys the `fhir` layer computed.
 
 pub mod backend;
+mod group_commit;
 mod history;
 mod resources;
 mod schema;
-
-use std::sync::{Mutex, MutexGuard};
 
 use diesel::r2d2::{ConnectionManager, PooledConnection};
 
@@ -50,12 +49,11 @@ impl From<diesel::r2d2::PoolError> for StoreError {
 pub struct Store {
     pool: DbPool,
     backend: Backend,
-    /// SQLite has one writer at a time; queueing writers here is faster and fairer than letting
-    /// them spin on the database lock, and makes read-then-write transactions safe.
-    sqlite_writer: Mutex<()>,
+    /// SQLite writers share transactions (see `group_commit`); PostgreSQL needs no help.
+    sqlite_writes: group_commit::GroupCommit,
 }
 
-type Conn = PooledConnection<ConnectionManager<DbConnection>>;
+pub(crate) type Conn = PooledConnection<ConnectionManager<DbConnection>>;
 
 impl Store {
     /// Connects to `url` with at most `pool_size` connections. Does not migrate.
@@ -64,7 +62,7 @@ impl Store {
         Ok(Store {
             pool,
             backend: url.backend(),
-            sqlite_writer: Mutex::new(()),
+            sqlite_writes: group_commit::GroupCommit::new(),
         })
     }
 
@@ -74,7 +72,6 @@ impl Store {
 
     /// Applies pending migrations; returns how many ran.
     pub fn migrate(&self) -> Result<usize, StoreError> {
-        let _writer = self.writer();
         backend::run_migrations(&mut *self.conn()?)
     }
 
@@ -93,13 +90,15 @@ impl Store {
         Ok(self.pool.get()?)
     }
 
-    /// Serialises writers on SQLite; a no-op on PostgreSQL, where row locks do the job.
-    fn writer(&self) -> Option<MutexGuard<'_, ()>> {
+    /// Runs `work` (which opens its own transaction) where writes are safe and fast: on
+    /// SQLite inside a shared group-commit transaction, on PostgreSQL on a pooled connection.
+    fn write_with<T, E: From<StoreError>>(
+        &self,
+        work: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+    ) -> Result<T, E> {
         match self.backend {
-            // A poisoned lock only means another writer panicked; the database is still
-            // consistent because its transaction rolled back.
-            Backend::Sqlite => Some(self.sqlite_writer.lock().unwrap_or_else(|e| e.into_inner())),
-            Backend::Postgres => None,
+            Backend::Sqlite => self.sqlite_writes.run(&self.pool, work),
+            Backend::Postgres => work(&mut *self.conn()?),
         }
     }
 }

@@ -158,25 +158,15 @@ impl Store {
         res_id: &str,
     ) -> Result<Option<Current>, StoreError> {
         let mut conn = self.conn()?;
-        let mut query = resource::table
-            .inner_join(
-                resource_version::table.on(resource_version::res_key
-                    .eq(resource::res_key)
-                    .and(resource_version::version.eq(resource::version))),
-            )
-            .filter(resource::res_type.eq(res_type))
-            .filter(resource::res_id.eq(res_id))
-            .select((
-                resource::version,
-                resource::last_updated,
-                resource::deleted,
-                resource_version::body,
-            ))
-            .into_boxed();
-        if let AccessScope::Patients(patients) = scope {
-            query = query.filter(resource::res_key.eq_any(compartment_keys(patients)));
-        }
-        Ok(query.first::<Current>(&mut conn).optional()?)
+        // The unrestricted query has a static shape, so diesel prepares it once per
+        // connection: a read by id is then one cached statement and one index lookup.
+        let current = match scope {
+            AccessScope::Everything => current_by_id(res_type, res_id).first(&mut conn),
+            AccessScope::Patients(patients) => current_by_id(res_type, res_id)
+                .filter(resource::res_key.eq_any(compartment_keys(patients)))
+                .first(&mut conn),
+        };
+        Ok(current.optional()?)
     }
 
     /// Reads one version of `res_type/res_id`, if it exists and the caller may see it.
@@ -208,17 +198,17 @@ impl Store {
         target: &WriteTarget<'_>,
         prepare: &mut dyn FnMut(Prior<'_>, i64, i64) -> Result<Prepared, E>,
     ) -> Result<Written, WriteError<E>> {
-        let _writer = self.writer();
-        let mut conn = self.conn()?;
-        for _ in 0..MAX_WRITE_ATTEMPTS {
-            match conn.transaction(|conn| write_attempt(conn, scope, target, prepare)) {
-                Ok(written) => return Ok(written),
-                Err(Attempt::Retry) => continue,
-                Err(Attempt::Fail(e)) => return Err(WriteError::Store(e)),
-                Err(Attempt::Rejected(e)) => return Err(WriteError::Rejected(e)),
+        self.write_with(|conn| {
+            for _ in 0..MAX_WRITE_ATTEMPTS {
+                match conn.transaction(|conn| write_attempt(conn, scope, target, prepare)) {
+                    Ok(written) => return Ok(written),
+                    Err(Attempt::Retry) => continue,
+                    Err(Attempt::Fail(e)) => return Err(WriteError::Store(e)),
+                    Err(Attempt::Rejected(e)) => return Err(WriteError::Rejected(e)),
+                }
             }
-        }
-        Err(WriteError::Store(StoreError::Contention))
+            Err(WriteError::Store(StoreError::Contention))
+        })
     }
 
     /// Deletes a resource by writing a tombstone version.
@@ -229,9 +219,9 @@ impl Store {
         res_id: &str,
         if_match: Option<i64>,
     ) -> Result<Deletion, StoreError> {
-        let _writer = self.writer();
-        let mut conn = self.conn()?;
-        conn.transaction(|conn| delete_in(conn, scope, res_type, res_id, if_match))
+        self.write_with(|conn| {
+            conn.transaction(|conn| delete_in(conn, scope, res_type, res_id, if_match))
+        })
     }
 }
 
@@ -434,6 +424,25 @@ fn insert_compartments(
             .execute(conn)?;
     }
     Ok(())
+}
+
+/// The current version of `res_type/res_id`: the resource row joined to its latest version.
+#[diesel::dsl::auto_type]
+fn current_by_id<'a>(res_type: &'a str, res_id: &'a str) -> _ {
+    resource::table
+        .inner_join(
+            resource_version::table.on(resource_version::res_key
+                .eq(resource::res_key)
+                .and(resource_version::version.eq(resource::version))),
+        )
+        .filter(resource::res_type.eq(res_type))
+        .filter(resource::res_id.eq(res_id))
+        .select((
+            resource::version,
+            resource::last_updated,
+            resource::deleted,
+            resource_version::body,
+        ))
 }
 
 /// The keys of resources in the compartments of `patients`, as a subquery for `eq_any`.

@@ -13,6 +13,7 @@
 mod bindings;
 mod primitives;
 mod walker;
+mod xhtml;
 
 #[cfg(test)]
 mod tests;

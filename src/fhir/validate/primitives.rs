@@ -58,8 +58,19 @@ pub fn is_blank(s: &str) -> bool {
     s.bytes().all(is_space)
 }
 
-/// Checks the lexical form of a primitive written as a JSON string. Emptiness and size are
-/// the caller's business.
+/// The first character below U+0020 other than tab, CR and LF, with its position (1-based,
+/// in characters). R4 strings SHALL NOT contain them, and nor can the other primitives
+/// written as JSON strings (their lexical forms exclude them, and XML cannot carry them).
+pub fn control_character(s: &str) -> Option<(usize, char)> {
+    let at = s
+        .bytes()
+        .position(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))?;
+    let position = s[..at].chars().count() + 1;
+    Some((position, char::from(s.as_bytes()[at])))
+}
+
+/// Checks the lexical form of a primitive written as a JSON string. Emptiness, size and
+/// control characters are the caller's business.
 pub fn check_string(p: Primitive, s: &str) -> Result<(), String> {
     match p {
         Primitive::String | Primitive::Markdown => Ok(()),
@@ -73,7 +84,7 @@ pub fn check_string(p: Primitive, s: &str) -> Result<(), String> {
         Primitive::DateTime => date_time(s),
         Primitive::Instant => instant(s),
         Primitive::Time => time(s).map_err(|e| format!("{e}; expected hh:mm:ss[.fff]")),
-        Primitive::Xhtml => xhtml(s),
+        Primitive::Xhtml => super::xhtml::check(s),
         Primitive::Boolean
         | Primitive::Decimal
         | Primitive::Integer
@@ -442,40 +453,6 @@ fn time(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn xhtml(s: &str) -> Result<(), String> {
-    // Not an HTML parser: the narrative must be one XHTML <div>, as the specification requires.
-    const EXPECTED: &str =
-        "expected a single <div xmlns=\"http://www.w3.org/1999/xhtml\">...</div> element";
-    let t = s.trim();
-    let Some(rest) = t.strip_prefix("<div") else {
-        return Err(format!(
-            "the narrative does not start with <div; {EXPECTED}"
-        ));
-    };
-    if !rest.starts_with(|c: char| c.is_ascii_whitespace() || c == '>' || c == '/') {
-        return Err(format!(
-            "the narrative does not start with <div; {EXPECTED}"
-        ));
-    }
-    let Some(end_of_tag) = rest.find('>') else {
-        return Err(format!("the <div> start tag is not closed; {EXPECTED}"));
-    };
-    let tag = &rest[..end_of_tag];
-    let namespaced = tag.contains("xmlns=\"http://www.w3.org/1999/xhtml\"")
-        || tag.contains("xmlns='http://www.w3.org/1999/xhtml'");
-    if !namespaced {
-        return Err(format!(
-            "the <div> does not declare the XHTML namespace; {EXPECTED}"
-        ));
-    }
-    if !(t.ends_with("</div>") || (tag.ends_with('/') && end_of_tag + 5 == t.len())) {
-        return Err(format!(
-            "the narrative does not end with </div>; {EXPECTED}"
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,6 +584,16 @@ mod tests {
         bad(Primitive::Base64Binary, "SGV=bG8h");
         bad(Primitive::Base64Binary, "SGVsbG8*");
         bad(Primitive::Base64Binary, "S===");
+    }
+
+    #[test]
+    fn control_characters() {
+        assert_eq!(control_character("Chalmers"), None);
+        assert_eq!(control_character("a\tb\r\nc"), None);
+        assert_eq!(control_character("Chal\u{1}mers"), Some((5, '\u{1}')));
+        assert_eq!(control_character("é\u{0}"), Some((2, '\u{0}')));
+        assert_eq!(control_character("\u{1f}"), Some((1, '\u{1f}')));
+        assert_eq!(control_character("\u{7f}\u{85}"), None);
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! that grows and shrinks with the walk: paths are only copied into issues, so a valid
 //! resource costs that buffer plus, per object holding a choice element, a short list of the
 //! choices met.
+//!
+//! Contained resources get the DomainResource invariants on top (dom-2, dom-3, dom-4, dom-5):
+//! the walk notes the local references it meets (`#id` in a `reference` or in a canonical,
+//! uri or url) and, per contained resource, its id, so that each container can tell, once
+//! walked, which of its contained resources nothing points to.
 
 use serde_json::{Map, Value};
 
@@ -26,6 +31,21 @@ pub(super) struct Walker<'d> {
     truncated: bool,
     /// Set once the depth bound has been hit and reported: one issue says it all.
     too_deep: bool,
+    /// Local references (`#id`, `#`) met in the resources being walked, for dom-3; a resource
+    /// that is not contained drops those of its subtree once it is done.
+    local_refs: Vec<Box<str>>,
+    /// Contained resources walked, not yet judged by their container (dom-3).
+    contained: Vec<Contained>,
+}
+
+/// What dom-3 needs to know of a contained resource once it has been walked.
+struct Contained {
+    /// Position in the container's `contained` array.
+    index: usize,
+    /// Its `id`: `#id` must be referenced from the container. No id, nothing to check.
+    id: Option<Box<str>>,
+    /// It references its container (`#`), which also satisfies dom-3.
+    refers_to_container: bool,
 }
 
 impl<'d> Walker<'d> {
@@ -36,11 +56,13 @@ impl<'d> Walker<'d> {
             issues: Vec::new(),
             truncated: false,
             too_deep: false,
+            local_refs: Vec::new(),
+            contained: Vec::new(),
         }
     }
 
     pub fn run(mut self, resource: &Value) -> Vec<Issue> {
-        self.resource(resource, 0);
+        self.resource(resource, 0, None);
         if self.truncated {
             self.issues.push(Issue::error(
                 "too-costly",
@@ -102,8 +124,9 @@ impl<'d> Walker<'d> {
 
     // ---------------------------------------------------------------------- structures
 
-    /// A resource, at the root or nested (`contained`, `Bundle.entry.resource`).
-    fn resource(&mut self, value: &Value, depth: u32) {
+    /// A resource, at the root or nested: `contained[index]` when `contained` is `Some(index)`,
+    /// or `Bundle.entry.resource`, `Parameters.parameter.resource`...
+    fn resource(&mut self, value: &Value, depth: u32, contained: Option<usize>) {
         let Some(obj) = value.as_object() else {
             self.report(
                 "structure",
@@ -148,9 +171,98 @@ impl<'d> Walker<'d> {
         if top {
             self.path.push_str(name);
         }
+        let refs_start = self.local_refs.len();
+        let contained_start = self.contained.len();
         self.object(obj, self.defs.type_def(id), ROOT_NODE, depth + 1, true);
+        if self.contained.len() > contained_start {
+            self.contained_are_referenced(refs_start, contained_start);
+        }
+        match contained {
+            Some(index) => {
+                self.contained_rules(obj);
+                let refers_to_container = self.local_refs[refs_start..].iter().any(|r| &**r == "#");
+                let id = match obj.get("id") {
+                    Some(Value::String(id)) => Some(Box::from(id.as_str())),
+                    _ => None,
+                };
+                self.contained.push(Contained {
+                    index,
+                    id,
+                    refers_to_container,
+                });
+            }
+            // dom-3 looks no further than the resource holding `contained`.
+            None => self.local_refs.truncate(refs_start),
+        }
         if top {
             self.path.clear();
+        }
+    }
+
+    /// dom-2, dom-4, dom-5: what a contained resource (the one at the current path) may not
+    /// have.
+    fn contained_rules(&mut self, obj: &Map<String, Value>) {
+        if obj.contains_key("contained") {
+            self.at_child("contained", |w| {
+                w.report(
+                    "invariant",
+                    "A contained resource cannot contain resources itself (dom-2): put them all in the container's contained".into(),
+                )
+            });
+        }
+        let Some(Value::Object(meta)) = obj.get("meta") else {
+            return;
+        };
+        self.at_child("meta", |w| {
+            for (name, shadow) in [("versionId", "_versionId"), ("lastUpdated", "_lastUpdated")] {
+                if meta.contains_key(name) || meta.contains_key(shadow) {
+                    w.at_child(name, |w| {
+                        w.report(
+                            "invariant",
+                            format!(
+                                "A contained resource has no meta.{name} (dom-4): it is not versioned on its own, only its container is"
+                            ),
+                        )
+                    });
+                }
+            }
+            if meta.contains_key("security") {
+                w.at_child("security", |w| {
+                    w.report(
+                        "invariant",
+                        "A contained resource has no security labels (dom-5): label the container".into(),
+                    )
+                });
+            }
+        });
+    }
+
+    /// dom-3: every contained resource walked since `contained_start` (the current resource's
+    /// own) is referenced (`#id`) from somewhere in the current resource, itself included, or
+    /// references it (`#`).
+    fn contained_are_referenced(&mut self, refs_start: usize, contained_start: usize) {
+        let walked = self.contained.split_off(contained_start);
+        for c in walked {
+            let Some(id) = c.id else { continue };
+            if c.refers_to_container
+                || self.local_refs[refs_start..]
+                    .iter()
+                    .any(|r| r.strip_prefix('#') == Some(&*id))
+            {
+                continue;
+            }
+            self.at_child("contained", |w| {
+                w.at_index(c.index, |w| {
+                    w.report(
+                        "invariant",
+                        format!(
+                            "The contained resource '{}' is not referenced from the rest of the resource (\"reference\": \"#{}\") and does not reference it (\"#\") (dom-3): unreferenced content is lost to readers; reference it or remove it",
+                            excerpt(&id),
+                            excerpt(&id)
+                        ),
+                    )
+                })
+            });
         }
     }
 
@@ -339,7 +451,7 @@ impl<'d> Walker<'d> {
                     ),
                 ),
                 Value::Null => self.null(name, false),
-                _ => self.item(value, et, ty, el, depth),
+                _ => self.item(value, et, ty, el, depth, 0),
             }
             return;
         }
@@ -386,7 +498,7 @@ impl<'d> Walker<'d> {
         for (i, item) in items.iter().enumerate() {
             self.at_index(i, |w| {
                 if !item.is_null() {
-                    w.item(item, et, ty, el, depth);
+                    w.item(item, et, ty, el, depth, i);
                     return;
                 }
                 // null only holds the place of a value that has extensions in `_name`.
@@ -414,7 +526,7 @@ impl<'d> Walker<'d> {
         self.report("structure", message);
     }
 
-    /// One value of an element, of type `et`.
+    /// One value of an element, of type `et`; `index` is its position in the element's array.
     fn item(
         &mut self,
         value: &Value,
@@ -422,10 +534,14 @@ impl<'d> Walker<'d> {
         ty: &'d TypeDef,
         el: &'d ElementDef,
         depth: u32,
+        index: usize,
     ) {
         match et {
             ElementType::Primitive(p) => self.primitive(value, p, el),
-            ElementType::Resource => self.resource(value, depth),
+            ElementType::Resource => {
+                let contained = (&*el.name == "contained").then_some(index);
+                self.resource(value, depth, contained)
+            }
             ElementType::Inline => match (value, el.node) {
                 (Value::Object(obj), Some(node)) => self.object(obj, ty, node, depth + 1, false),
                 (Value::Object(_), None) => {}
@@ -551,9 +667,35 @@ impl<'d> Walker<'d> {
             );
             return;
         }
-        if let Err(e) = primitives::check_string(p, s) {
-            self.report("value", format!("Invalid {p} '{}': {e}", excerpt(s)));
+        if let Some((at, c)) = primitives::control_character(s) {
+            self.report(
+                "value",
+                format!(
+                    "The {p} contains the control character U+{:04X} at character {at}: FHIR strings \
+                     SHALL NOT contain characters below U+0020 other than tab, carriage return and line feed",
+                    u32::from(c)
+                ),
+            );
             return;
+        }
+        if let Err(e) = primitives::check_string(p, s) {
+            let message = if p == Primitive::Xhtml {
+                format!("Invalid {p}: {e}")
+            } else {
+                format!("Invalid {p} '{}': {e}", excerpt(s))
+            };
+            self.report("value", message);
+            return;
+        }
+        if s.starts_with('#') {
+            let local = match p {
+                Primitive::Canonical | Primitive::Uri | Primitive::Url => true,
+                Primitive::String => &*el.name == "reference",
+                _ => false,
+            };
+            if local {
+                self.local_refs.push(Box::from(s));
+            }
         }
         if p == Primitive::Code {
             if let Some(vs) = el

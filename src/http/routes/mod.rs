@@ -64,13 +64,15 @@ pub const INTERACTIONS: &[Interaction] = &[
     interaction("history-system", Level::System, Method::GET, "/_history"),
 ];
 
-/// Paths in matching order: literal segments before parameters.
+/// Paths in matching order. A literal segment must come before a parameter that would also
+/// match it (`/{type}/_history` before `/{type}/{id}`); beyond that, the hottest path (read by
+/// id) comes early because actix tries patterns one by one.
 const PATHS: &[&str] = &[
     "/_history",
     "/{type}/_history",
-    "/{type}/{id}/_history/{vid}",
-    "/{type}/{id}/_history",
     "/{type}/{id}",
+    "/{type}/{id}/_history",
+    "/{type}/{id}/_history/{vid}",
     "/{type}",
 ];
 

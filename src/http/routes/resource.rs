@@ -398,8 +398,10 @@ pub async fn read(
     let scope = scope(&req);
     let worker = state.clone();
     let (ty, id) = (res_type.clone(), res_id.clone());
-    let current = web::block(move || worker.store.read(&scope, &ty, &id))
-        .await??
+    // A read by id is one indexed lookup, cheaper than handing it to the blocking pool.
+    let current = worker
+        .store
+        .read(&scope, &ty, &id)?
         .ok_or_else(|| ApiError::not_found(format!("{res_type}/{res_id} does not exist")))?;
     let Some(body) = current.body.filter(|_| !current.deleted) else {
         return Err(ApiError::gone(format!("{res_type}/{res_id} was deleted")));
@@ -490,8 +492,9 @@ pub async fn vread(
     let scope = scope(&req);
     let worker = state.clone();
     let (ty, id) = (res_type.clone(), res_id.clone());
-    let found = web::block(move || worker.store.vread(&scope, &ty, &id, version))
-        .await??
+    let found = worker
+        .store
+        .vread(&scope, &ty, &id, version)?
         .ok_or_else(|| {
             ApiError::not_found(format!("{res_type}/{res_id} has no version {version}"))
         })?;
