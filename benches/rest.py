@@ -101,7 +101,7 @@ def oha(url, duration, connections, method="GET", body=None):
         "p50_ms": pct["p50"] * 1000,
         "p99_ms": pct["p99"] * 1000,
         "codes": codes,
-        "command": " ".join(cmd[:-1] + ([] if method == "GET" else []) + ["URL"]).replace(body or "\0", "BODY"),
+        "command": " ".join("BODY" if body is not None and part == body else part for part in cmd[:-1]),
     }
 
 
