@@ -32,6 +32,20 @@ pub enum Backend {
     Postgres,
 }
 
+/// Runs `$body` with `$c` bound to the concrete connection inside `$conn`. diesel's
+/// multi-backend wrapper rebuilds and re-prepares every statement it runs (it cannot prove them
+/// cacheable), which doubles the cost of a read by id; run through the concrete connection,
+/// the same query is prepared once per connection and then reused. Use it on hot paths.
+macro_rules! on_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::store::backend::DbConnection::Sqlite($c) => $body,
+            $crate::store::backend::DbConnection::Postgres($c) => $body,
+        }
+    };
+}
+pub(crate) use on_backend;
+
 /// A database location as the user gave it, resolved to a backend.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl {

@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use super::backend::DbConnection;
+use super::backend::{on_backend, DbConnection};
 use super::schema::{resource, resource_compartment, resource_version};
 use super::{now_micros, Store, StoreError};
 use crate::access::AccessScope;
@@ -161,10 +161,12 @@ impl Store {
         // The unrestricted query has a static shape, so diesel prepares it once per
         // connection: a read by id is then one cached statement and one index lookup.
         let current = match scope {
-            AccessScope::Everything => current_by_id(res_type, res_id).first(&mut conn),
+            AccessScope::Everything => {
+                on_backend!(&mut *conn, c => current_by_id(res_type, res_id).first(c))
+            }
             AccessScope::Patients(patients) => current_by_id(res_type, res_id)
                 .filter(resource::res_key.eq_any(compartment_keys(patients)))
-                .first(&mut conn),
+                .first(&mut *conn),
         };
         Ok(current.optional()?)
     }

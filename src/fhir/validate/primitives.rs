@@ -62,11 +62,26 @@ pub fn is_blank(s: &str) -> bool {
 /// in characters). R4 strings SHALL NOT contain them, and nor can the other primitives
 /// written as JSON strings (their lexical forms exclude them, and XML cannot carry them).
 pub fn control_character(s: &str) -> Option<(usize, char)> {
-    let at = s
-        .bytes()
-        .position(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))?;
-    let position = s[..at].chars().count() + 1;
-    Some((position, char::from(s.as_bytes()[at])))
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let bytes = s.as_bytes();
+    let forbidden = |b: u8| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
+    let found = |at: usize| Some((s[..at].chars().count() + 1, char::from(bytes[at])));
+    // Every string of every request comes here, narratives included: eight bytes at a time
+    // (`x - 0x20..20 & !x & 0x80..80` is non-zero exactly when a byte is below 0x20), byte by
+    // byte only in the words that have one (tabs and line breaks do).
+    let mut i = 0;
+    while let Some(word) = bytes[i..].first_chunk::<8>() {
+        let x = u64::from_le_bytes(*word);
+        if x.wrapping_sub(LOW * 0x20) & !x & HIGH != 0 {
+            if let Some(j) = word.iter().position(|&b| forbidden(b)) {
+                return found(i + j);
+            }
+        }
+        i += 8;
+    }
+    let j = bytes[i..].iter().position(|&b| forbidden(b))?;
+    found(i + j)
 }
 
 /// Checks the lexical form of a primitive written as a JSON string. Emptiness, size and
@@ -594,6 +609,17 @@ mod tests {
         assert_eq!(control_character("é\u{0}"), Some((2, '\u{0}')));
         assert_eq!(control_character("\u{1f}"), Some((1, '\u{1f}')));
         assert_eq!(control_character("\u{7f}\u{85}"), None);
+        // Every position of a long string, past the eight-byte words.
+        for at in 0..40 {
+            let mut text: Vec<char> = "é\tabcdefghij\r\nklmnopqrstuvwxyz0123456789ABCDEF"
+                .chars()
+                .take(40)
+                .collect();
+            assert_eq!(control_character(&text.iter().collect::<String>()), None);
+            text[at] = '\u{1e}';
+            let s: String = text.iter().collect();
+            assert_eq!(control_character(&s), Some((at + 1, '\u{1e}')), "{s:?}");
+        }
     }
 
     #[test]
