@@ -65,7 +65,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CARNET_MAX_BODY_SIZE")]
     pub max_body_size: Option<usize>,
 
-    /// HTTP worker threads [default: number of CPUs]
+    /// HTTP worker threads [default: the number of CPUs on SQLite, twice that on PostgreSQL,
+    /// where a read by id waits on the network]
     #[arg(long, env = "CARNET_WORKERS")]
     pub workers: Option<usize>,
 }
@@ -99,7 +100,8 @@ pub struct ServeConfig {
     pub base_url: Option<String>,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub max_body_size: usize,
-    pub workers: usize,
+    /// `None`: chosen from the backend at start.
+    pub workers: Option<usize>,
 }
 
 fn read_file(path: Option<&Path>) -> Result<FileConfig, String> {
@@ -140,10 +142,7 @@ impl ServeArgs {
             (None, None) => None,
             _ => return Err("TLS needs both a certificate (tls_cert) and a key (tls_key)".into()),
         };
-        let workers = self
-            .workers
-            .or(file.workers)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let workers = self.workers.or(file.workers);
         Ok(ServeConfig {
             database: resolve_database(&self.database, &file),
             listen: self
@@ -160,7 +159,7 @@ impl ServeArgs {
                 .max_body_size
                 .or(file.max_body_size)
                 .unwrap_or(32 * 1024 * 1024),
-            workers: workers.max(1),
+            workers: workers.map(|w| w.max(1)),
         })
     }
 }

@@ -10,7 +10,7 @@ use actix_web::{web, App, HttpServer};
 use crate::config::ServeConfig;
 use crate::fhir::definitions;
 use crate::http::{self, AppState};
-use crate::store::{DatabaseUrl, Store};
+use crate::store::{Backend, DatabaseUrl, Store};
 
 /// A server that is bound and about to serve.
 pub struct Started {
@@ -46,12 +46,19 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
         base_url: base_url.clone(),
         max_body_bytes: config.max_body_size,
     });
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = config.workers.unwrap_or(match url.backend() {
+        Backend::Sqlite => cpus,
+        // Reads by id run on the workers; with a networked database more of them keep the
+        // cores busy while others wait on a round trip (measured in docs/benchmarks.md).
+        Backend::Postgres => 2 * cpus,
+    });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .configure(http::configure)
     })
-    .workers(config.workers);
+    .workers(workers);
     let server = match tls {
         Some(tls) => server.listen_rustls_0_23(listener, tls),
         None => server.listen(listener),

@@ -685,7 +685,7 @@ fn contained_resources_have_no_version_or_security() {
     let found = issues(p);
     let at: Vec<(&str, &str)> = found
         .iter()
-        .map(|i| (i.code.as_ref(), i.expression.as_deref().unwrap_or("")))
+        .map(|i| (i.code, i.expression.as_deref().unwrap_or("")))
         .collect();
     assert_eq!(
         at,
