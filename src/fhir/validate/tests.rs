@@ -778,6 +778,29 @@ fn contained_rules_apply_per_resource_in_a_bundle() {
     assert_valid(bundle);
 }
 
+#[test]
+fn many_contained_resources_cost_linear_time() {
+    let n = 20_000;
+    let contained: Vec<Value> = (0..n)
+        .map(|i| json!({"resourceType": "Basic", "id": format!("b{i}"), "code": {"text": "x"}}))
+        .collect();
+    let references: Vec<Value> = (0..n)
+        .rev()
+        .map(|i| json!({"url": "http://example.org/r", "valueReference": {"reference": format!("#b{i}")}}))
+        .collect();
+    let basic = json!({"resourceType": "Basic", "code": {"text": "x"},
+        "contained": contained, "extension": references});
+    let start = Instant::now();
+    assert_valid(basic.clone());
+    // Nothing referenced: one issue each, up to the cap.
+    let unreferenced = without(basic, "/extension");
+    let found = issues(unreferenced);
+    assert_eq!(found.len(), 1001, "capped at 1,000 and one too-costly");
+    assert_eq!(found[0].expression.as_deref(), Some("Basic.contained[0]"));
+    // Quadratic would be 4e8 string comparisons here: many seconds in a debug build.
+    assert!(start.elapsed().as_secs() < 10, "{:?}", start.elapsed());
+}
+
 // ------------------------------------------------------------- primitive extensions
 
 fn ext() -> Value {

@@ -10,6 +10,8 @@
 //! uri or url) and, per contained resource, its id, so that each container can tell, once
 //! walked, which of its contained resources nothing points to.
 
+use std::collections::HashSet;
+
 use serde_json::{Map, Value};
 
 use super::primitives::{self, JsonKind};
@@ -242,17 +244,28 @@ impl<'d> Walker<'d> {
     /// references it (`#`).
     fn contained_are_referenced(&mut self, refs_start: usize, contained_start: usize) {
         let walked = self.contained.split_off(contained_start);
-        for c in walked {
-            let Some(id) = c.id else { continue };
-            if c.refers_to_container
-                || self.local_refs[refs_start..]
-                    .iter()
-                    .any(|r| r.strip_prefix('#') == Some(&*id))
-            {
-                continue;
-            }
+        let targets = self.local_refs[refs_start..]
+            .iter()
+            .filter_map(|r| r.strip_prefix('#'));
+        // A few contained resources and references compare directly; thousands of each (a
+        // hostile request) must not cost their product.
+        let set: Option<HashSet<&str>> = (walked
+            .len()
+            .saturating_mul(self.local_refs.len() - refs_start)
+            > 4096)
+            .then(|| targets.clone().collect());
+        let unreferenced: Vec<(usize, Box<str>)> = walked
+            .into_iter()
+            .filter(|c| !c.refers_to_container)
+            .filter_map(|c| Some((c.index, c.id?)))
+            .filter(|(_, id)| match &set {
+                Some(set) => !set.contains(&**id),
+                None => !targets.clone().any(|t| t == &**id),
+            })
+            .collect();
+        for (index, id) in unreferenced {
             self.at_child("contained", |w| {
-                w.at_index(c.index, |w| {
+                w.at_index(index, |w| {
                     w.report(
                         "invariant",
                         format!(

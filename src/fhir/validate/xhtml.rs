@@ -33,15 +33,16 @@
 //!   must pass the image `src` rule.
 //! - **txt-2**: some non-whitespace text, or an `<img>` with a `src`.
 //!
-//! Not checked: content models (which element may contain which), attribute value formats
-//! other than URLs and styles, and U+FFFE/U+FFFF given as numeric references are refused like
-//! any non-XML character. The cost is linear in the input, with an open-element stack bounded
-//! by [`MAX_NESTING`], and no allocation beyond that stack and one scratch buffer.
+//! Not checked: content models (which element may contain which) and the formats of attribute
+//! values other than URLs and styles. Control characters are the caller's business (the
+//! walker refuses them in every string before this runs). The cost is linear in the input:
+//! no recursion, an open-element stack bounded by [`MAX_NESTING`], two scratch buffers, and
+//! text scanned eight bytes at a time.
 
 /// The XHTML namespace the root `<div>` must declare.
 pub const XHTML_NS: &str = "http://www.w3.org/1999/xhtml";
 
-/// How deeply elements may nest (the deepest official example nests about 15).
+/// How deeply elements may nest (the deepest official example nests 17).
 pub const MAX_NESTING: usize = 256;
 
 /// Checks a narrative; the error says what is wrong and where (line and column).
