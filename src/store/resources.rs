@@ -327,17 +327,16 @@ fn write_attempt<E>(
                 (key, current + 1, last_updated, deleted, prepared)
             }
         };
-    diesel::insert_into(resource_version::table)
-        .values((
-            resource_version::res_key.eq(key),
-            resource_version::version.eq(version),
-            resource_version::res_type.eq(target.res_type),
-            resource_version::res_id.eq(target.res_id),
-            resource_version::last_updated.eq(last_updated),
-            resource_version::method.eq(target.method.as_str()),
-            resource_version::body.eq(Some(prepared.body.as_str())),
-        ))
-        .execute(conn)?;
+    let row = VersionRow {
+        key,
+        version,
+        res_type: target.res_type,
+        res_id: target.res_id,
+        last_updated,
+        method: target.method.as_str(),
+        body: Some(&prepared.body),
+    };
+    insert_version(conn, &row)?;
     insert_compartments(conn, key, &prepared.patients)?;
     Ok(Written {
         version,
@@ -389,17 +388,16 @@ fn delete_in(
             resource::deleted.eq(true),
         ))
         .execute(conn)?;
-    diesel::insert_into(resource_version::table)
-        .values((
-            resource_version::res_key.eq(key),
-            resource_version::version.eq(current + 1),
-            resource_version::res_type.eq(res_type),
-            resource_version::res_id.eq(res_id),
-            resource_version::last_updated.eq(last_updated),
-            resource_version::method.eq("DELETE"),
-            resource_version::body.eq(None::<&str>),
-        ))
-        .execute(conn)?;
+    let row = VersionRow {
+        key,
+        version: current + 1,
+        res_type,
+        res_id,
+        last_updated,
+        method: "DELETE",
+        body: None,
+    };
+    insert_version(conn, &row)?;
     // Compartment rows stay: they still decide who may read the history of the deleted resource.
     Ok(Deletion::Deleted {
         version: current + 1,
@@ -407,24 +405,59 @@ fn delete_in(
     })
 }
 
+/// One row of `resource_version`, as written.
+struct VersionRow<'a> {
+    key: i64,
+    version: i64,
+    res_type: &'a str,
+    res_id: &'a str,
+    last_updated: i64,
+    method: &'a str,
+    /// `None` for a deletion.
+    body: Option<&'a str>,
+}
+
+fn insert_version(conn: &mut DbConnection, row: &VersionRow<'_>) -> Result<(), DieselError> {
+    diesel::insert_into(resource_version::table)
+        .values((
+            resource_version::res_key.eq(row.key),
+            resource_version::version.eq(row.version),
+            resource_version::res_type.eq(row.res_type),
+            resource_version::res_id.eq(row.res_id),
+            resource_version::last_updated.eq(row.last_updated),
+            resource_version::method.eq(row.method),
+            resource_version::body.eq(row.body),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// One multi-row insert, whatever the number of patients (duplicates dropped).
 fn insert_compartments(
     conn: &mut DbConnection,
     key: i64,
     patients: &[String],
 ) -> Result<(), DieselError> {
-    let mut seen: Vec<&String> = Vec::with_capacity(patients.len());
+    let mut unique: Vec<&String> = Vec::with_capacity(patients.len());
     for patient in patients {
-        if seen.contains(&patient) {
-            continue;
+        if !unique.contains(&patient) {
+            unique.push(patient);
         }
-        seen.push(patient);
-        diesel::insert_into(resource_compartment::table)
-            .values((
-                resource_compartment::patient.eq(patient),
-                resource_compartment::res_key.eq(key),
-            ))
-            .execute(conn)?;
     }
+    if unique.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = unique
+        .into_iter()
+        .map(|p| {
+            (
+                resource_compartment::patient.eq(p),
+                resource_compartment::res_key.eq(key),
+            )
+        })
+        .collect();
+    // The multi-backend wrapper cannot batch inserts; each concrete backend can.
+    on_backend!(conn, c => diesel::insert_into(resource_compartment::table).values(&rows).execute(c))?;
     Ok(())
 }
 
