@@ -636,6 +636,8 @@ fn narratives_are_checked_as_xhtml() {
         format!("{DIV}<form action=\"https://evil.example\"><input name=\"pw\"/></form></div>"),
         format!("{DIV}<style>p {{ color: red }}</style>x</div>"),
         format!("{DIV}<a href=\"&#106;avascript:alert(1)\">x</a></div>"),
+        format!("{DIV}x<![CDATA[ ><img src=x onerror=alert(1)> ]]></div>"),
+        format!("{DIV}x<!--><img src=x onerror=alert(1)>--></div>"),
     ] {
         assert_issue(narrative(&bad), "value", "Patient.text.div");
     }

@@ -5,12 +5,16 @@
 //! ends up in someone else's page. So this is an allow-list, not a deny-list:
 //!
 //! - **Well-formed XML**: every tag closed and properly nested, attributes quoted, no duplicate
-//!   attribute, no `<` in attribute values, no `]]>` in text, comments and CDATA sections
-//!   terminated, and entity references limited to XML's five (`&lt;` `&gt;` `&amp;` `&quot;`
-//!   `&apos;`) plus numeric ones (`&#160;`, `&#xA0;`) naming an XML character. HTML's named
-//!   entities (`&nbsp;`, `&copy;`) are undefined in XML without a DTD, which FHIR forbids, so
-//!   they are refused (the official examples write the character itself); no DOCTYPE, no
-//!   processing instruction.
+//!   attribute, no `<` in attribute values, no `]]>` in text, comments terminated, and entity
+//!   references limited to XML's five (`&lt;` `&gt;` `&amp;` `&quot;` `&apos;`) plus numeric
+//!   ones (`&#160;`, `&#xA0;`) naming an XML character. HTML's named entities (`&nbsp;`,
+//!   `&copy;`) are undefined in XML without a DTD, which FHIR forbids, so they are refused (the
+//!   official examples write the character itself); no DOCTYPE, no processing instruction.
+//! - **Read alike as XML and as HTML**: clients often render a narrative with an HTML parser,
+//!   so what XML and HTML would read differently is refused, lest text to this check be markup
+//!   to a browser: CDATA sections (HTML ends `<![CDATA[ x ><img onerror=...>` at the first
+//!   `>`), comments starting with `>` or `->` (HTML closes `<!-->` at once). The official
+//!   examples have neither.
 //! - **One root `<div>`** declaring `xmlns="http://www.w3.org/1999/xhtml"`; only whitespace
 //!   and comments around it; an `xmlns` elsewhere may only restate that namespace; no
 //!   namespace prefixes (`xml:lang` and `xml:space` excepted).
@@ -247,7 +251,10 @@ impl<'a> Parser<'a> {
                         if self.rest().starts_with(b"<!--") {
                             self.comment()?;
                         } else if self.rest().starts_with(b"<![CDATA[") {
-                            self.cdata()?;
+                            return Err(self.error(
+                                self.pos,
+                                "CDATA sections are not allowed in a narrative: an HTML parser does not know them and reads markup inside as markup; write the text with &lt; and &amp;",
+                            ));
                         } else {
                             return Err(self.error(
                                 self.pos,
@@ -328,10 +335,18 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    /// `<!-- ... -->`, without `--` inside.
+    /// `<!-- ... -->`, without `--` inside, and read alike by XML and HTML parsers: HTML
+    /// closes `<!-->` and `<!--->` at once, so what XML would take for the rest of the comment
+    /// (`<!--><img onerror=...>-->`) would be markup to a browser.
     fn comment(&mut self) -> Result<(), Error> {
         let start = self.pos;
         let body = &self.s[start + 4..];
+        if body.starts_with(b">") || body.starts_with(b"->") {
+            return Err(self.error(
+                start,
+                "a comment may not start with '>' or '->' (HTML ends it there: <!--> and <!--->)",
+            ));
+        }
         match find(body, b"--") {
             Some(i) if body.get(i + 2) == Some(&b'>') => {
                 self.pos = start + 4 + i + 3;
@@ -340,20 +355,6 @@ impl<'a> Parser<'a> {
             Some(i) => Err(self.error(start + 4 + i, "'--' is not allowed inside a comment")),
             None => Err(self.error(start, "the comment is not closed with -->")),
         }
-    }
-
-    /// `<![CDATA[ ... ]]>`: text, as far as txt-2 is concerned.
-    fn cdata(&mut self) -> Result<(), Error> {
-        let start = self.pos;
-        let body = &self.s[start + 9..];
-        let Some(end) = find(body, b"]]>") else {
-            return Err(self.error(start, "the CDATA section is not closed with ]]>"));
-        };
-        if body[..end].iter().any(|&b| !is_space(b)) {
-            self.content = true;
-        }
-        self.pos = start + 9 + end + 3;
-        Ok(())
     }
 
     /// `</name>`, which must close the innermost open element.
@@ -1142,7 +1143,7 @@ mod tests {
             "<a href=\"https://hl7.org/fhir\">x</a><a href=\"mailto:a@b.c\">m</a>",
         ));
         ok(&div("&lt;&gt;&amp;&quot;&apos;&#160;&#xA0;&#x1F600;"));
-        ok(&div("<!-- note --><![CDATA[ <b> ]]>text"));
+        ok(&div("<!-- note -->text<!---->"));
         ok(&div(
             "<div xmlns=\"http://www.w3.org/1999/xhtml\">nested</div>",
         ));
@@ -1194,13 +1195,32 @@ mod tests {
         bad(&div("a ]]> b"), "']]>'");
         bad(&div("<!-- a -- b -->"), "'--'");
         bad(&div("<!-- a "), "not closed");
-        bad(&div("<![CDATA[ a "), "not closed");
+        bad(&div("<![CDATA[ a ]]>"), "CDATA sections are not allowed");
         bad(&div("<?php echo 1 ?>"), "processing instructions");
         bad(
             &format!("<!DOCTYPE div>{}", div("x")),
             "does not start with <div",
         );
         bad(&div("<!DOCTYPE x>"), "markup declarations");
+    }
+
+    /// What an HTML parser would read otherwise: text to this check, markup to a browser.
+    #[test]
+    fn read_alike_by_xml_and_html_parsers() {
+        bad(
+            &div("<![CDATA[ x ><img src=x onerror=alert(1)> ]]>"),
+            "CDATA sections are not allowed",
+        );
+        bad(
+            &div("<!--><img src=x onerror=alert(1)>-->"),
+            "may not start with '>'",
+        );
+        bad(
+            &div("<!---><img src=x onerror=alert(1)>-->"),
+            "may not start with '>' or '->'",
+        );
+        bad(&div("x<!-- a --!><img src=x onerror=alert(1)> -->"), "'--'");
+        ok(&div("x<!-- a - b -->"));
     }
 
     #[test]
@@ -1365,11 +1385,10 @@ mod tests {
         assert!(e.contains("line 1, column 1"), "{e}");
         bad("<div xmlns=\"http://www.w3.org/1999/xhtml\"/>", "txt-2");
         bad(&div(" \n\t<p> </p><br/><!-- x -->&#32;"), "txt-2");
-        bad(&div("<![CDATA[   ]]>"), "txt-2");
+
         ok(&div("<p>&#160;</p>"));
         ok(&div("<p>&amp;</p>"));
         ok(&div("<img src=\"x.png\" alt=\"\"/>"));
-        ok(&div("<![CDATA[x]]>"));
     }
 
     #[test]
@@ -1395,9 +1414,8 @@ mod tests {
 
     #[test]
     fn never_panics_on_truncated_input() {
-        let s = div(
-            "<p class=\"a&amp;b\" title='t'>x &#160; <!-- c --> <![CDATA[d]]> <a href=\"#x\">y</a><br/></p>",
-        );
+        let s =
+            div("<p class=\"a&amp;b\" title='t'>x &#160; <!-- c --> <a href=\"#x\">y</a><br/></p>");
         for cut in 0..s.len() {
             if s.is_char_boundary(cut) {
                 let _ = check(&s[..cut]);
