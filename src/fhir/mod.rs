@@ -7,5 +7,6 @@ pub mod json;
 pub mod meta;
 pub mod outcome;
 pub mod patch;
+pub mod search;
 pub mod served;
 pub mod validate;
