@@ -108,9 +108,10 @@ impl From<StoreError> for ApiError {
             StoreError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             StoreError::Contention => (StatusCode::CONFLICT, "transient"),
             StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "transient"),
-            StoreError::Config(_) | StoreError::Migration(_) | StoreError::Database(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "exception")
-            }
+            StoreError::Config(_)
+            | StoreError::Migration(_)
+            | StoreError::Database(_)
+            | StoreError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "exception"),
         };
         ApiError::new(status, Issue::error(code, e.to_string()))
     }

@@ -7,6 +7,7 @@
 //! and a failing writer only rolls back its own savepoint.
 
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use diesel::connection::{Connection, TransactionManager};
@@ -43,6 +44,9 @@ struct State {
     pending: usize,
     /// Writers that joined `batch`.
     size: usize,
+    /// A writer of `batch` panicked and its savepoints could not be rolled back: the whole
+    /// batch rolls back rather than commit half of that work.
+    failed: bool,
     /// `(batch, committed?)` of recent batches, for the writers of each to read.
     outcomes: VecDeque<(u64, Result<(), String>)>,
 }
@@ -89,9 +93,10 @@ impl GroupCommit {
         let conn = state.conn.take();
         drop(state);
 
-        let (conn, result) = self.run_work(pool, conn, leader, work);
+        let (conn, result, panicked) = self.run_work(pool, conn, leader, work);
 
         let mut state = self.lock();
+        state.failed |= panicked;
         state.conn = conn;
         state.busy = false;
         state.pending -= 1;
@@ -102,8 +107,9 @@ impl GroupCommit {
             }
             state.closing = true;
             let conn = state.conn.take();
+            let failed = state.failed;
             drop(state);
-            let (conn, outcome) = commit(conn);
+            let (conn, outcome) = commit(conn, failed);
             let mut state = self.lock();
             state.conn = conn;
             state.outcomes.push_back((batch, outcome.clone()));
@@ -114,6 +120,7 @@ impl GroupCommit {
             state.open = false;
             state.closing = false;
             state.size = 0;
+            state.failed = false;
             self.changed.notify_all();
             drop(state);
             return combine(result, outcome);
@@ -135,54 +142,81 @@ impl GroupCommit {
         conn: Option<Conn>,
         leader: bool,
         work: impl FnOnce(&mut DbConnection) -> Result<T, E>,
-    ) -> (Option<Conn>, Result<T, E>) {
+    ) -> (Option<Conn>, Result<T, E>, bool) {
         let mut conn = match conn {
             Some(conn) => conn,
             None => match pool.get() {
                 Ok(conn) => conn,
-                Err(e) => return (None, Err(StoreError::from(e).into())),
+                Err(e) => return (None, Err(StoreError::from(e).into()), false),
             },
         };
         if leader {
             if let Err(e) = Transactions::begin_transaction(&mut *conn) {
-                return (Some(conn), Err(StoreError::Database(e).into()));
+                return (Some(conn), Err(StoreError::Database(e).into()), false);
             }
         }
         // If the leader could not begin, refuse to write outside a transaction.
-        let depth = Transactions::transaction_manager_status_mut(&mut *conn)
-            .transaction_depth()
-            .ok()
-            .flatten();
+        let depth = transaction_depth(&mut conn);
         if depth.is_none() {
             let error =
                 StoreError::Unavailable("the shared write transaction failed to begin".into());
-            return (Some(conn), Err(error.into()));
+            return (Some(conn), Err(error.into()), false);
         }
-        let result = work(&mut conn);
-        (Some(conn), result)
+        // A panic must not leave the other writers waiting forever on a batch that never
+        // commits, nor commit half of the panicking writer's work: its savepoints are rolled
+        // back, and if that fails the whole batch is.
+        match catch_unwind(AssertUnwindSafe(|| work(&mut conn))) {
+            Ok(result) => (Some(conn), result, false),
+            Err(_) => {
+                let restored = roll_back_to(&mut conn, depth);
+                let error =
+                    StoreError::Internal("a write failed unexpectedly and was rolled back".into());
+                (Some(conn), Err(error.into()), !restored)
+            }
+        }
     }
 }
 
-/// Commits the shared transaction, rolling back if the commit itself fails.
-fn commit(conn: Option<Conn>) -> (Option<Conn>, Result<(), String>) {
-    let Some(mut conn) = conn else {
-        return (None, Err("the write connection was lost".into()));
-    };
-    let in_transaction = Transactions::transaction_manager_status_mut(&mut *conn)
+fn transaction_depth(conn: &mut Conn) -> Option<std::num::NonZeroU32> {
+    Transactions::transaction_manager_status_mut(&mut **conn)
         .transaction_depth()
         .ok()
         .flatten()
-        .is_some();
-    if !in_transaction {
+}
+
+/// Rolls back savepoints until the transaction is back at `depth`; false if it cannot.
+fn roll_back_to(conn: &mut Conn, depth: Option<std::num::NonZeroU32>) -> bool {
+    while transaction_depth(conn) > depth {
+        if Transactions::rollback_transaction(&mut **conn).is_err() {
+            return false;
+        }
+    }
+    transaction_depth(conn) == depth
+}
+
+/// Commits the shared transaction (or rolls it back when a writer of the batch panicked),
+/// rolling back if the commit itself fails.
+fn commit(conn: Option<Conn>, failed: bool) -> (Option<Conn>, Result<(), String>) {
+    let Some(mut conn) = conn else {
+        return (None, Err("the write connection was lost".into()));
+    };
+    if transaction_depth(&mut conn).is_none() {
         return (
             Some(conn),
             Err("the shared write transaction failed to begin".into()),
         );
     }
+    if failed {
+        roll_back_everything(&mut conn);
+        return (
+            Some(conn),
+            Err("a write of this batch failed unexpectedly; the batch was rolled back".into()),
+        );
+    }
     match Transactions::commit_transaction(&mut *conn) {
         Ok(()) => (Some(conn), Ok(())),
         Err(e) => {
-            let _ = Transactions::rollback_transaction(&mut *conn);
+            roll_back_everything(&mut conn);
             (
                 Some(conn),
                 Err(format!("committing the write transaction failed: {e}")),
@@ -191,13 +225,20 @@ fn commit(conn: Option<Conn>) -> (Option<Conn>, Result<(), String>) {
     }
 }
 
-/// A writer's own result stands only if its batch committed.
+/// Rolls back every open savepoint and the transaction itself.
+fn roll_back_everything(conn: &mut Conn) {
+    roll_back_to(conn, None);
+}
+
+/// A writer's own result stands only if its batch committed; its own error wins, being the
+/// more precise.
 fn combine<T, E: From<StoreError>>(
     result: Result<T, E>,
     outcome: Result<(), String>,
 ) -> Result<T, E> {
-    match outcome {
-        Ok(()) => result,
-        Err(message) => Err(StoreError::Unavailable(message).into()),
+    match (result, outcome) {
+        (Err(e), _) => Err(e),
+        (Ok(value), Ok(())) => Ok(value),
+        (Ok(_), Err(message)) => Err(StoreError::Unavailable(message).into()),
     }
 }

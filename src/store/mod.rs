@@ -37,6 +37,8 @@ pub enum StoreError {
     Forbidden,
     #[error("the resource is being changed by other requests at the same time; retry")]
     Contention,
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<diesel::r2d2::PoolError> for StoreError {
