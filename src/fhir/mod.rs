@@ -2,6 +2,8 @@
 
 pub mod compartment;
 pub mod definitions;
+#[cfg(test)]
+pub(crate) mod hl7_examples;
 pub mod instant;
 pub mod json;
 pub mod meta;

@@ -458,16 +458,9 @@ fn extraction_speed() {
 /// unless `CARNET_HL7_EXAMPLES` points at the unpacked hl7.fhir.r4.examples@4.0.1 package.
 #[test]
 fn hl7_examples_extract() {
-    let Some(dir) = std::env::var_os("CARNET_HL7_EXAMPLES") else {
-        println!("skipped: set CARNET_HL7_EXAMPLES to the unpacked hl7.fhir.r4.examples package");
+    let Some(files) = crate::fhir::hl7_examples::files() else {
         return;
     };
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read CARNET_HL7_EXAMPLES={dir:?}: {e}"))
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
     let params = r4();
     let mut resources = 0;
     let mut entries = 0;
