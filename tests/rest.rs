@@ -111,6 +111,9 @@ backend_tests! {
         server.get("/Patient/gone/_history/2").outcome(410);
         assert_eq!(server.get("/Patient/gone/_history/1").status, 200);
         assert_eq!(server.delete("/Patient/gone").status, 204, "deleting twice is idempotent");
+        let told = server.request("DELETE", "/Patient/gone").header("Prefer", "return=OperationOutcome").send();
+        assert_eq!(told.status, 200);
+        assert_eq!(told.json()["issue"][0]["severity"], "information");
         server.delete("/Patient/never").outcome(404);
         let history = server.get("/Patient/gone/_history").ok_json();
         assert_eq!(history["total"], 2);

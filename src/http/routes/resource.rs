@@ -7,14 +7,14 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::access::AccessScope;
-use crate::fhir::outcome::Issue;
+use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::patch::{apply_json_patch, PatchError};
 use crate::fhir::{compartment, json, meta, served, validate};
 use crate::http::error::ApiError;
 use crate::http::negotiate::{
     body_kind, reply_format, unsupported, wants_binary_resource, Body, Reply,
 };
-use crate::http::request::{prefer_return, read_body, version_header, Params};
+use crate::http::request::{prefer_return, read_body, version_header, Params, Return};
 use crate::http::response::{versioned, written, VersionInfo};
 use crate::http::AppState;
 use crate::store::{Deletion, Prepared, Prior, WriteError, WriteMethod, WriteTarget, Written};
@@ -531,13 +531,32 @@ pub async fn delete(
     let scope = scope(&req);
     let worker = state.clone();
     let (ty, id) = (res_type.clone(), res_id.clone());
-    match web::block(move || worker.store.delete(&scope, &ty, &id, if_match)).await?? {
-        Deletion::Deleted { version, .. } => Ok(HttpResponse::NoContent()
-            .insert_header((header::ETAG, crate::http::response::etag(version)))
-            .finish()),
-        Deletion::AlreadyDeleted => Ok(HttpResponse::NoContent().finish()),
-        Deletion::NotFound => Err(ApiError::not_found(format!(
-            "{res_type}/{res_id} does not exist"
-        ))),
+    let (mut response, message) =
+        match web::block(move || worker.store.delete(&scope, &ty, &id, if_match)).await?? {
+            Deletion::Deleted { version, .. } => {
+                let mut response = HttpResponse::NoContent();
+                response.insert_header((header::ETAG, crate::http::response::etag(version)));
+                (
+                    response,
+                    format!("{res_type}/{res_id} deleted (version {version})"),
+                )
+            }
+            Deletion::AlreadyDeleted => (
+                HttpResponse::NoContent(),
+                format!("{res_type}/{res_id} was already deleted"),
+            ),
+            Deletion::NotFound => {
+                return Err(ApiError::not_found(format!(
+                    "{res_type}/{res_id} does not exist"
+                )))
+            }
+        };
+    if prefer_return(&req) == Return::OperationOutcome {
+        let outcome = operation_outcome(&[Issue::information("informational", message)]);
+        response.status(StatusCode::OK);
+        return Ok(response
+            .content_type(crate::http::negotiate::FHIR_JSON)
+            .body(outcome.to_string()));
     }
+    Ok(response.finish())
 }
