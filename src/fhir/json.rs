@@ -63,7 +63,12 @@ type Parsed<T> = Result<T, String>;
 
 impl Parser<'_> {
     fn issue(&self, message: String) -> Issue {
-        let before = &self.text[..self.pos.min(self.text.len())];
+        // The position may sit inside a multi-byte character (after a bad escape): step back.
+        let mut end = self.pos.min(self.text.len());
+        while !self.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let before = &self.text[..end];
         let line = before.matches('\n').count() + 1;
         let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
         Issue::error(
@@ -257,6 +262,9 @@ impl Parser<'_> {
 
     fn escape(&mut self, out: &mut String) -> Parsed<()> {
         let c = self.peek().ok_or("unterminated escape")?;
+        if !c.is_ascii() {
+            return Err("invalid escape".into());
+        }
         self.pos += 1;
         match c {
             b'"' => out.push('"'),
@@ -349,6 +357,9 @@ mod tests {
             "tru",
             "[1] 2",
             "\"open",
+            "\"\\é\"",
+            "[\"é\\",
+            "{\"é\":\"\\ü\"}",
         ] {
             assert!(
                 parse_strict(bad.as_bytes()).is_err(),
