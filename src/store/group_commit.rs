@@ -6,9 +6,8 @@
 //! learns the outcome of that commit before answering. One fsync then acknowledges many writes,
 //! and a failing writer only rolls back its own savepoint.
 
-use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use diesel::connection::{Connection, TransactionManager};
 
@@ -20,8 +19,6 @@ type Transactions = <DbConnection as Connection>::TransactionManager;
 
 /// A batch closes once this many writers joined, so that a steady stream cannot starve it.
 const MAX_BATCH: usize = 64;
-/// Outcomes kept for writers that have not yet read theirs; far more than can be in flight.
-const KEPT_OUTCOMES: usize = 256;
 
 pub(super) struct GroupCommit {
     state: Mutex<State>,
@@ -34,21 +31,20 @@ struct State {
     conn: Option<Conn>,
     /// A writer is using the connection (or fetching it from the pool).
     busy: bool,
-    /// The batch new writers join.
-    batch: u64,
-    /// Its transaction has begun.
+    /// The outcome of the batch new writers join, set by its leader once it commits.
+    outcome: Arc<OnceLock<Result<(), String>>>,
+    /// That batch's transaction has begun.
     open: bool,
     /// Its leader is committing: new writers wait for the next batch.
     closing: bool,
-    /// Writers of `batch` that have not finished their work yet.
+    /// Writers of the open batch that have not finished their work yet.
     pending: usize,
-    /// Writers that joined `batch`.
+    /// Writers that joined the open batch.
     size: usize,
-    /// A writer of `batch` panicked and its savepoints could not be rolled back: the whole
-    /// batch rolls back rather than commit half of that work.
+    /// A writer of the batch left the transaction in a state it could not restore (a panic,
+    /// or SQLite rolling back by itself): the whole batch rolls back rather than commit half
+    /// of that work.
     failed: bool,
-    /// `(batch, committed?)` of recent batches, for the writers of each to read.
-    outcomes: VecDeque<(u64, Result<(), String>)>,
 }
 
 impl GroupCommit {
@@ -81,7 +77,7 @@ impl GroupCommit {
         while state.closing || state.size >= MAX_BATCH {
             state = self.wait(state);
         }
-        let batch = state.batch;
+        let outcome = Arc::clone(&state.outcome);
         let leader = !state.open;
         state.open = true;
         state.size += 1;
@@ -93,10 +89,10 @@ impl GroupCommit {
         let conn = state.conn.take();
         drop(state);
 
-        let (conn, result, panicked) = self.run_work(pool, conn, leader, work);
+        let (conn, result, spoiled) = self.run_work(pool, conn, leader, work);
 
         let mut state = self.lock();
-        state.failed |= panicked;
+        state.failed |= spoiled;
         state.conn = conn;
         state.busy = false;
         state.pending -= 1;
@@ -109,27 +105,23 @@ impl GroupCommit {
             let conn = state.conn.take();
             let failed = state.failed;
             drop(state);
-            let (conn, outcome) = commit(conn, failed);
+            let (conn, committed) = commit(conn, failed);
             let mut state = self.lock();
             state.conn = conn;
-            state.outcomes.push_back((batch, outcome.clone()));
-            if state.outcomes.len() > KEPT_OUTCOMES {
-                state.outcomes.pop_front();
-            }
-            state.batch += 1;
+            let _ = outcome.set(committed.clone());
+            state.outcome = Arc::new(OnceLock::new());
             state.open = false;
             state.closing = false;
             state.size = 0;
             state.failed = false;
             self.changed.notify_all();
             drop(state);
-            return combine(result, outcome);
+            return combine(result, committed);
         }
         loop {
-            if let Some((_, outcome)) = state.outcomes.iter().find(|(b, _)| *b == batch) {
-                let outcome = outcome.clone();
+            if let Some(committed) = outcome.get() {
                 drop(state);
-                return combine(result, outcome);
+                return combine(result, committed.clone());
             }
             state = self.wait(state);
         }
@@ -166,7 +158,12 @@ impl GroupCommit {
         // commits, nor commit half of the panicking writer's work: its savepoints are rolled
         // back, and if that fails the whole batch is.
         match catch_unwind(AssertUnwindSafe(|| work(&mut conn))) {
-            Ok(result) => (Some(conn), result, false),
+            // Work opens and closes its own savepoints; if the depth moved, SQLite rolled the
+            // transaction back under it (disk full, I/O error) and the batch cannot commit.
+            Ok(result) => {
+                let intact = transaction_depth(&mut conn) == depth;
+                (Some(conn), result, !intact)
+            }
             Err(_) => {
                 let restored = roll_back_to(&mut conn, depth);
                 let error =
@@ -206,28 +203,21 @@ fn commit(conn: Option<Conn>, failed: bool) -> (Option<Conn>, Result<(), String>
             Err("the shared write transaction failed to begin".into()),
         );
     }
-    if failed {
-        roll_back_everything(&mut conn);
-        return (
-            Some(conn),
-            Err("a write of this batch failed unexpectedly; the batch was rolled back".into()),
-        );
-    }
-    match Transactions::commit_transaction(&mut *conn) {
-        Ok(()) => (Some(conn), Ok(())),
-        Err(e) => {
-            roll_back_everything(&mut conn);
-            (
-                Some(conn),
-                Err(format!("committing the write transaction failed: {e}")),
-            )
+    let outcome = if failed {
+        Err("a write of this batch failed unexpectedly; the batch was rolled back".to_string())
+    } else {
+        match Transactions::commit_transaction(&mut *conn) {
+            Ok(()) => return (Some(conn), Ok(())),
+            Err(e) => Err(format!("committing the write transaction failed: {e}")),
         }
+    };
+    // A connection that cannot be brought back outside any transaction is dropped; the pool
+    // opens a fresh one for the next writer.
+    if roll_back_to(&mut conn, None) {
+        (Some(conn), outcome)
+    } else {
+        (None, outcome)
     }
-}
-
-/// Rolls back every open savepoint and the transaction itself.
-fn roll_back_everything(conn: &mut Conn) {
-    roll_back_to(conn, None);
 }
 
 /// A writer's own result stands only if its batch committed; its own error wins, being the
