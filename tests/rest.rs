@@ -180,6 +180,8 @@ backend_tests! {
         assert_eq!(minimal.status, 201);
         assert!(minimal.body.is_empty());
         assert!(minimal.header("location").is_some());
+        let conditional = server.request("POST", "/Patient").header("If-None-Exist", "identifier=x|1").json(&patient("Cond"));
+        conditional.outcome(400);
         let outcome = server.request("POST", "/Patient").header("Prefer", "return=OperationOutcome").json(&patient("Oo"));
         assert_eq!(outcome.status, 201);
         assert_eq!(outcome.json()["resourceType"], "OperationOutcome");
@@ -231,6 +233,8 @@ backend_tests! {
         assert_eq!(raw.status, 200);
         assert_eq!(raw.header("content-type"), Some("application/pdf"));
         assert_eq!(raw.header("x-security-context"), Some("Patient/p1"));
+        assert_eq!(raw.header("x-content-type-options"), Some("nosniff"));
+        assert!(raw.header("content-security-policy").unwrap().contains("sandbox"));
         assert!(raw.body == bytes, "raw content differs");
         let resource = server.request("GET", &format!("/Binary/{id}")).header("Accept", "application/fhir+json").send().ok_json();
         assert_eq!(resource["resourceType"], "Binary");

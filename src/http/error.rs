@@ -113,7 +113,14 @@ impl From<StoreError> for ApiError {
             | StoreError::Database(_)
             | StoreError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "exception"),
         };
-        ApiError::new(status, Issue::error(code, e.to_string()))
+        // Database and configuration details stay in the log, not in answers to clients.
+        let diagnostics = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            log::error!("{e}");
+            "internal error; the server log has the details".to_string()
+        } else {
+            e.to_string()
+        };
+        ApiError::new(status, Issue::error(code, diagnostics))
     }
 }
 

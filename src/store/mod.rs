@@ -88,6 +88,11 @@ impl Store {
         }
     }
 
+    /// Whether a connection is free right now, so that a short query will not wait for one.
+    pub fn has_idle_connection(&self) -> bool {
+        self.pool.state().idle_connections > 0
+    }
+
     fn conn(&self) -> Result<Conn, StoreError> {
         Ok(self.pool.get()?)
     }

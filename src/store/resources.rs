@@ -284,11 +284,13 @@ fn write_attempt<E>(
                 (key, 1, now, true, prepared)
             }
             Some((key, current, deleted, previous_update)) => {
-                if target.must_be_new {
-                    return Err(StoreError::AlreadyExists.into());
-                }
+                // Visibility first, so that a hidden resource gives the same answer whatever
+                // the request.
                 if !is_visible(conn, scope, key)? {
                     return Err(StoreError::Forbidden.into());
+                }
+                if target.must_be_new {
+                    return Err(StoreError::AlreadyExists.into());
                 }
                 if let Some(expected) = target.if_match {
                     if expected != current {

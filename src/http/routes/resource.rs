@@ -17,7 +17,9 @@ use crate::http::negotiate::{
 use crate::http::request::{prefer_return, read_body, version_header, Params, Return};
 use crate::http::response::{versioned, written, VersionInfo};
 use crate::http::AppState;
-use crate::store::{Deletion, Prepared, Prior, WriteError, WriteMethod, WriteTarget, Written};
+use crate::store::{
+    Deletion, Prepared, Prior, Store, StoreError, WriteError, WriteMethod, WriteTarget, Written,
+};
 
 /// The caller's scope. Until authorization exists every request may touch everything.
 pub(super) fn scope(_req: &HttpRequest) -> AccessScope {
@@ -180,6 +182,13 @@ pub async fn create(
     let params = Params::parse(&req)?;
     params.reject_unknown(&req, &[])?;
     let reply = reply_format(&req, params.get("_format"))?;
+    if req.headers().contains_key("If-None-Exist") {
+        // Ignoring it would silently create duplicates for feeds that rely on it.
+        return Err(ApiError::bad_request(Issue::error(
+            "not-supported",
+            "conditional create (If-None-Exist) is not supported yet; search first, or PUT at a known id",
+        )));
+    }
     let resource = incoming_resource(&req, payload, &state, &res_type).await?;
     let id = uuid::Uuid::new_v4().to_string();
     let scope = scope(&req);
@@ -378,6 +387,20 @@ fn patch_resource(
         .map_err(write_error)
 }
 
+/// Runs a one-row lookup on the HTTP worker when a connection is free (the common case, and
+/// cheaper than a hop to the blocking pool); otherwise waits for a connection on the blocking
+/// pool rather than stall every request of this worker.
+async fn lookup<T: Send + 'static>(
+    state: &web::Data<AppState>,
+    query: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if state.store.has_idle_connection() {
+        return Ok(query(&state.store)?);
+    }
+    let worker = state.clone();
+    Ok(web::block(move || query(&worker.store)).await??)
+}
+
 pub async fn read(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -396,12 +419,9 @@ pub async fn read(
         reply_format(&req, format)?
     };
     let scope = scope(&req);
-    let worker = state.clone();
     let (ty, id) = (res_type.clone(), res_id.clone());
-    // A read by id is one indexed lookup, cheaper than handing it to the blocking pool.
-    let current = worker
-        .store
-        .read(&scope, &ty, &id)?
+    let current = lookup(&state, move |store| store.read(&scope, &ty, &id))
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("{res_type}/{res_id} does not exist")))?;
     let Some(body) = current.body.filter(|_| !current.deleted) else {
         return Err(ApiError::gone(format!("{res_type}/{res_id} was deleted")));
@@ -462,6 +482,12 @@ fn raw_binary_response(info: &VersionInfo<'_>, body: &str) -> Result<HttpRespons
     };
     let mut response = versioned(StatusCode::OK, info);
     response.insert_header((header::CONTENT_TYPE, content_type));
+    // Stored content is the client's: never let a browser run it as this server's page.
+    response.insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+    response.insert_header((
+        header::CONTENT_SECURITY_POLICY,
+        "sandbox; default-src 'none'",
+    ));
     if let Some(context) = binary
         .pointer("/securityContext/reference")
         .and_then(Value::as_str)
@@ -490,11 +516,9 @@ pub async fn vread(
         reply_format(&req, format)?
     };
     let scope = scope(&req);
-    let worker = state.clone();
     let (ty, id) = (res_type.clone(), res_id.clone());
-    let found = worker
-        .store
-        .vread(&scope, &ty, &id, version)?
+    let found = lookup(&state, move |store| store.vread(&scope, &ty, &id, version))
+        .await?
         .ok_or_else(|| {
             ApiError::not_found(format!("{res_type}/{res_id} has no version {version}"))
         })?;
