@@ -52,6 +52,32 @@ fn migrate_is_idempotent_on_both_backends() {
 }
 
 #[test]
+fn concurrent_migrations_on_postgres_serialise() {
+    let name = format!("carnet_race_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("{}/{name}", common::postgres_root());
+    common::admin_exec(&format!("CREATE DATABASE {name}"));
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_carnet"))
+                .args(["migrate", "--database-url", &url])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    common::admin_exec(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
+
+#[test]
 fn bad_settings_fail_with_a_message() {
     let out = carnet(&["migrate", "--database-url", "mysql://localhost/x"]);
     assert!(!out.status.success());

@@ -13,6 +13,8 @@ use super::StoreError;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+/// The PostgreSQL advisory lock that serialises migrations across nodes (arbitrary, fixed).
+const MIGRATION_LOCK: i64 = 0x4341_524e_4554;
 
 /// A connection to either backend; diesel dispatches every query to the right one.
 #[derive(diesel::MultiConnection)]
@@ -162,9 +164,17 @@ pub fn open_pool(url: &DatabaseUrl, size: u32) -> Result<DbPool, StoreError> {
 pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, StoreError> {
     let applied = match conn {
         DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
-        DbConnection::Postgres(c) => c
-            .run_pending_migrations(POSTGRES_MIGRATIONS)
-            .map(|v| v.len()),
+        DbConnection::Postgres(c) => {
+            // Stateless nodes may start together: one migrates, the others wait and then find
+            // nothing pending. The lock belongs to the session, so it cannot outlive it.
+            use diesel::RunQueryDsl;
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).execute(c)?;
+            let applied = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.len());
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).execute(c)?;
+            applied
+        }
     };
     applied.map_err(|e| StoreError::Migration(e.to_string()))
 }

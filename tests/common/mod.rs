@@ -100,7 +100,7 @@ fn try_admin_exec(sql: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-fn admin_exec(sql: &str) {
+pub fn admin_exec(sql: &str) {
     try_admin_exec(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
