@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::access::AccessScope;
 use crate::fhir::outcome::{operation_outcome, Issue};
-use crate::fhir::patch::{apply_json_patch, PatchError};
+use crate::fhir::patch::JsonPatch;
 use crate::fhir::{compartment, json, meta, served, validate};
 use crate::http::error::ApiError;
 use crate::http::negotiate::{
@@ -302,7 +302,8 @@ pub async fn patch(
         ));
     }
     let bytes = read_body(&req, payload, state.max_body_bytes).await?;
-    let patch = json::parse_strict(&bytes).map_err(ApiError::bad_request)?;
+    let document = json::parse_strict(&bytes).map_err(ApiError::bad_request)?;
+    let patch = JsonPatch::parse(document).map_err(ApiError::bad_request)?;
     let scope = scope(&req);
     let worker = state.clone();
     let (ty, id) = (res_type.clone(), res_id.clone());
@@ -331,7 +332,7 @@ fn patch_resource(
     scope: &AccessScope,
     res_type: &str,
     res_id: &str,
-    patch: Value,
+    patch: JsonPatch,
     if_match: Option<i64>,
 ) -> Result<Written, ApiError> {
     let target = WriteTarget {
@@ -360,12 +361,9 @@ fn patch_resource(
                 e.diagnostics
             ))
         })?;
-        let mut patched = apply_json_patch(&current, patch.clone()).map_err(|e| match e {
-            PatchError::Malformed(issue) => ApiError::bad_request(issue),
-            PatchError::Unprocessable(issue) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issue)
-            }
-        })?;
+        let mut patched = patch
+            .apply(&current)
+            .map_err(|issue| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issue))?;
         let issues = validate::validate_resource(state.definitions, &patched);
         if !issues.is_empty() {
             return Err(ApiError::with_issues(
