@@ -68,10 +68,6 @@ impl Store {
         })
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     /// Applies pending migrations; returns how many ran.
     pub fn migrate(&self) -> Result<usize, StoreError> {
         backend::run_migrations(&mut *self.conn()?)

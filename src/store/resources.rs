@@ -34,12 +34,6 @@ pub struct Version {
     pub body: Option<String>,
 }
 
-impl Version {
-    pub fn is_deletion(&self) -> bool {
-        self.body.is_none()
-    }
-}
-
 /// The HTTP verb that produced a version, kept for history bundles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMethod {
