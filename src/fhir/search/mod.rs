@@ -12,6 +12,7 @@ pub mod extract;
 pub mod fhirpath;
 pub mod normalize;
 pub mod params;
+pub mod query;
 
 pub use extract::{extract, ExtractError, IndexEntry, IndexValue};
 pub use params::{r4, ParamType, SearchParam, SearchParams};
