@@ -8,7 +8,7 @@ use std::path::Path;
 use actix_web::{web, App, HttpServer};
 
 use crate::config::ServeConfig;
-use crate::fhir::definitions;
+use crate::fhir::{definitions, search, served};
 use crate::http::{self, AppState};
 use crate::store::{Backend, DatabaseUrl, Store};
 
@@ -27,6 +27,9 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
     if applied > 0 {
         log::info!("applied {applied} migration(s) to {url}");
     }
+    store
+        .register_search_params(search::r4(), served::served_types())
+        .map_err(|e| e.to_string())?;
     let definitions = definitions::r4();
     let tls = match &config.tls {
         Some((cert, key)) => Some(load_tls(cert, key)?),

@@ -25,6 +25,7 @@ fn write(
     let mut prepare = |_: Prior<'_>, version: i64, _: i64| {
         Ok::<_, String>(Prepared {
             patients: patients.clone(),
+            index: Vec::new(),
             body: format!(r#"{{"resourceType":"{res_type}","id":"{id}","v":{version}}}"#),
         })
     };
@@ -38,6 +39,12 @@ fn scope_is_enforced_in_sql(backend: Backend) {
     let db = TestDatabase::new(backend);
     let store = Store::open(&DatabaseUrl::parse(&db.url).unwrap(), 2).unwrap();
     store.migrate().unwrap();
+    store
+        .register_search_params(
+            carnet::fhir::search::r4(),
+            carnet::fhir::served::served_types(),
+        )
+        .unwrap();
     let all = AccessScope::Everything;
     write(&store, &all, "Patient", "a", &["a"]).unwrap();
     write(&store, &all, "Patient", "b", &["b"]).unwrap();

@@ -22,6 +22,7 @@ fn write(store: &Store, id: &str, explode: bool) -> Result<i64, String> {
         }
         Ok::<_, String>(Prepared {
             patients: vec![id.to_string()],
+            index: Vec::new(),
             body: format!(r#"{{"resourceType":"Patient","id":"{id}","v":{version}}}"#),
         })
     };
@@ -36,6 +37,12 @@ fn a_panicking_writer_loses_only_its_own_write_and_nothing_hangs() {
     let db = TestDatabase::new(Backend::Sqlite);
     let store = Store::open(&DatabaseUrl::parse(&db.url).unwrap(), 8).unwrap();
     store.migrate().unwrap();
+    store
+        .register_search_params(
+            carnet::fhir::search::r4(),
+            carnet::fhir::served::served_types(),
+        )
+        .unwrap();
     let outcomes: Vec<(String, bool, Result<i64, String>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..64)
             .map(|i| {

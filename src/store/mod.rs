@@ -7,6 +7,7 @@ mod group_commit;
 mod history;
 mod resources;
 mod schema;
+pub mod search;
 
 use diesel::r2d2::{ConnectionManager, PooledConnection};
 
@@ -53,6 +54,8 @@ pub struct Store {
     backend: Backend,
     /// SQLite writers share transactions (see `group_commit`); PostgreSQL needs no help.
     sqlite_writes: group_commit::GroupCommit,
+    /// The search index keys of this database, set by [`Store::register_search_params`].
+    search_ids: std::sync::OnceLock<search::keys::ParamIds>,
 }
 
 pub(crate) type Conn = PooledConnection<ConnectionManager<DbConnection>>;
@@ -65,12 +68,33 @@ impl Store {
             pool,
             backend: url.backend(),
             sqlite_writes: group_commit::GroupCommit::new(),
+            search_ids: std::sync::OnceLock::new(),
         })
     }
 
     /// Applies pending migrations; returns how many ran.
     pub fn migrate(&self) -> Result<usize, StoreError> {
         backend::run_migrations(&mut *self.conn()?)
+    }
+
+    /// Registers the search parameters of `types` (after [`Store::migrate`], before serving):
+    /// writes index them and searches can use them from then on.
+    pub fn register_search_params(
+        &self,
+        params: &crate::fhir::search::SearchParams,
+        types: &[&str],
+    ) -> Result<(), StoreError> {
+        let names = search::keys::key_names(params, types);
+        let ids = search::keys::register(&mut *self.conn()?, &names)?;
+        // A second registration (tests reusing a store) keeps the first: ids never change.
+        let _ = self.search_ids.set(ids);
+        Ok(())
+    }
+
+    fn search_ids(&self) -> Result<&search::keys::ParamIds, StoreError> {
+        self.search_ids.get().ok_or_else(|| {
+            StoreError::Internal("search parameters were not registered at start".into())
+        })
     }
 
     /// Succeeds when the database answers and its schema is current.

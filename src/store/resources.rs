@@ -6,8 +6,11 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::backend::{on_backend, DbConnection};
 use super::schema::{resource, resource_compartment, resource_version};
+use super::search::index::{self, IndexRows};
+use super::search::keys::ParamIds;
 use super::{now_micros, Store, StoreError};
 use crate::access::AccessScope;
+use crate::fhir::search::IndexEntry;
 
 /// How many times a write starts over after losing a race to create the same id.
 const MAX_WRITE_ATTEMPTS: usize = 8;
@@ -81,6 +84,8 @@ pub struct Prepared {
     pub patients: Vec<String>,
     /// The JSON text to store, carrying the assigned version and timestamp.
     pub body: String,
+    /// The search values of the new content (`fhir::search::extract`).
+    pub index: Vec<IndexEntry<'static>>,
 }
 
 /// The outcome of a successful write.
@@ -194,9 +199,10 @@ impl Store {
         target: &WriteTarget<'_>,
         prepare: &mut dyn FnMut(Prior<'_>, i64, i64) -> Result<Prepared, E>,
     ) -> Result<Written, WriteError<E>> {
+        let ids = self.search_ids()?;
         self.write_with(|conn| {
             for _ in 0..MAX_WRITE_ATTEMPTS {
-                match conn.transaction(|conn| write_attempt(conn, scope, target, prepare)) {
+                match conn.transaction(|conn| write_attempt(conn, ids, scope, target, prepare)) {
                     Ok(written) => return Ok(written),
                     Err(Attempt::Retry) => continue,
                     Err(Attempt::Fail(e)) => return Err(WriteError::Store(e)),
@@ -245,6 +251,7 @@ fn lock_row(
 
 fn write_attempt<E>(
     conn: &mut DbConnection,
+    ids: &ParamIds,
     scope: &AccessScope,
     target: &WriteTarget<'_>,
     prepare: &mut dyn FnMut(Prior<'_>, i64, i64) -> Result<Prepared, E>,
@@ -320,6 +327,9 @@ fn write_attempt<E>(
                 diesel::delete(resource_compartment::table)
                     .filter(resource_compartment::res_key.eq(key))
                     .execute(conn)?;
+                if !deleted {
+                    index::remove(conn, key)?;
+                }
                 (key, current + 1, last_updated, deleted, prepared)
             }
         };
@@ -334,6 +344,11 @@ fn write_attempt<E>(
     };
     insert_version(conn, &row)?;
     insert_compartments(conn, key, &prepared.patients)?;
+    index::insert(
+        conn,
+        key,
+        &IndexRows::new(ids, target.res_type, &prepared.index),
+    )?;
     Ok(Written {
         version,
         last_updated,
@@ -394,6 +409,7 @@ fn delete_in(
         body: None,
     };
     insert_version(conn, &row)?;
+    index::remove(conn, key)?;
     // Compartment rows stay: they still decide who may read the history of the deleted resource.
     Ok(Deletion::Deleted {
         version: current + 1,

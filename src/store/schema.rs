@@ -35,3 +35,86 @@ diesel::table! {
 diesel::joinable!(resource_version -> resource (res_key));
 diesel::joinable!(resource_compartment -> resource (res_key));
 diesel::allow_tables_to_appear_in_same_query!(resource, resource_version, resource_compartment);
+
+diesel::table! {
+    search_param (param_id) {
+        param_id -> Integer,
+        res_type -> Text,
+        name -> Text,
+    }
+}
+
+diesel::table! {
+    search_string (res_key, param_id, grp, normalized, exact) {
+        res_key -> BigInt,
+        param_id -> Integer,
+        grp -> Integer,
+        normalized -> Text,
+        exact -> Text,
+    }
+}
+
+diesel::table! {
+    search_token (res_key, param_id, grp, code, system) {
+        res_key -> BigInt,
+        param_id -> Integer,
+        grp -> Integer,
+        system -> Text,
+        code -> Text,
+    }
+}
+
+diesel::table! {
+    search_reference (res_key, param_id, grp, target_type, target_id, url) {
+        res_key -> BigInt,
+        param_id -> Integer,
+        grp -> Integer,
+        target_type -> Text,
+        target_id -> Text,
+        url -> Text,
+    }
+}
+
+diesel::table! {
+    search_date (res_key, param_id, grp, low, high) {
+        res_key -> BigInt,
+        param_id -> Integer,
+        grp -> Integer,
+        low -> BigInt,
+        high -> BigInt,
+    }
+}
+
+diesel::table! {
+    search_number (res_key, param_id, grp, low, high) {
+        res_key -> BigInt,
+        param_id -> Integer,
+        grp -> Integer,
+        low -> Double,
+        high -> Double,
+    }
+}
+
+diesel::table! {
+    search_quantity (res_key, param_id, grp, code, system, low, high) {
+        res_key -> BigInt,
+        param_id -> Integer,
+        grp -> Integer,
+        low -> Double,
+        high -> Double,
+        system -> Text,
+        code -> Text,
+        canon_unit -> Text,
+        canon_low -> Double,
+        canon_high -> Double,
+    }
+}
+
+diesel::table! {
+    search_uri (res_key, param_id, grp, uri) {
+        res_key -> BigInt,
+        param_id -> Integer,
+        grp -> Integer,
+        uri -> Text,
+    }
+}

@@ -118,6 +118,42 @@ pub fn extract<'p>(
     Ok(out)
 }
 
+/// The values a stored resource indexes, with references resolved against this server's
+/// `base_url`: an absolute URL under it counts as the local `Type/id`, one elsewhere only as
+/// its URL (it must not match a local `Patient/1`).
+pub fn index_entries(
+    resource: &Value,
+    base_url: &str,
+) -> Result<Vec<IndexEntry<'static>>, ExtractError> {
+    let mut entries = extract(super::r4(), resource)?;
+    let base = base_url.trim_end_matches('/');
+    for entry in &mut entries {
+        localize(&mut entry.value, base);
+    }
+    Ok(entries)
+}
+
+fn localize(value: &mut IndexValue, base: &str) {
+    match value {
+        IndexValue::Reference {
+            id, version, url, ..
+        } => {
+            let Some(text) = url else { return };
+            let local = text
+                .strip_prefix(base)
+                .is_some_and(|rest| rest.starts_with('/'));
+            if local {
+                *url = None;
+            } else {
+                *id = None;
+                *version = None;
+            }
+        }
+        IndexValue::Composite(values) => values.iter_mut().for_each(|v| localize(v, base)),
+        _ => {}
+    }
+}
+
 /// The values of one parameter.
 pub fn extract_param<'p>(
     defs: &Definitions,

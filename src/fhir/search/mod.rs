@@ -14,7 +14,7 @@ pub mod normalize;
 pub mod params;
 pub mod query;
 
-pub use extract::{extract, ExtractError, IndexEntry, IndexValue};
+pub use extract::{extract, index_entries, ExtractError, IndexEntry, IndexValue};
 pub use params::{r4, ParamType, SearchParam, SearchParams};
 
 #[cfg(test)]

@@ -75,9 +75,15 @@ pub struct ParamKey {
 pub enum Value {
     /// `text` is normalised (see `normalize`) for `StartsWith` and `Contains`, verbatim for
     /// `Exact`.
-    String { mode: StringMode, text: String },
+    String {
+        mode: StringMode,
+        text: String,
+    },
     /// `code`, `system|code`, `|code`, `system|`.
-    Token { system: SystemMatch, code: Option<String> },
+    Token {
+        system: SystemMatch,
+        code: Option<String>,
+    },
     /// `:text`: normalised text, starts-with on CodeableConcept.text / Coding.display.
     TokenText(String),
     /// `:of-type`: `type-system|type-code|value`.
@@ -96,7 +102,10 @@ pub enum Value {
     /// An absolute URL not on this server, a `urn:`, or a canonical: compared as text.
     ReferenceUrl(String),
     /// `:identifier`: `system|value`, `|value` or `value`.
-    ReferenceIdentifier { system: SystemMatch, value: String },
+    ReferenceIdentifier {
+        system: SystemMatch,
+        value: String,
+    },
     Date(DateValue),
     /// `number`: the search value's exact value and its implicit precision range.
     Number(NumberValue),
@@ -107,7 +116,10 @@ pub enum Value {
         system: SystemMatch,
         code: Option<String>,
     },
-    Uri { mode: UriMode, text: String },
+    Uri {
+        mode: UriMode,
+        text: String,
+    },
     /// One value per component, in the parameter's component order (`$`-separated).
     Composite(Vec<Value>),
 }

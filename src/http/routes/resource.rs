@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::access::AccessScope;
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::patch::JsonPatch;
+use crate::fhir::search::{self, IndexEntry};
 use crate::fhir::{compartment, json, meta, served, validate};
 use crate::http::error::ApiError;
 use crate::http::negotiate::{
@@ -128,6 +129,12 @@ async fn incoming_resource(
     }
 }
 
+/// The search values of a validated resource; failing here is a defect, not bad input.
+fn index_entries(resource: &Value, base_url: &str) -> Result<Vec<IndexEntry<'static>>, ApiError> {
+    search::index_entries(resource, base_url)
+        .map_err(|e| ApiError::internal(format!("indexing failed: {e}")))
+}
+
 /// Stamps `resource` (validated) with its id and the server's metadata and writes it.
 fn store_resource(
     state: &AppState,
@@ -155,6 +162,7 @@ fn store_resource(
         meta::stamp(&mut resource, res_id, version, last_updated);
         Ok::<_, ApiError>(Prepared {
             patients: patients.clone(),
+            index: index_entries(&resource, &state.base_url)?,
             body: resource.to_string(),
         })
     };
@@ -376,6 +384,7 @@ fn patch_resource(
         meta::stamp(&mut patched, res_id, version, last_updated);
         Ok(Prepared {
             patients,
+            index: index_entries(&patched, &state.base_url)?,
             body: patched.to_string(),
         })
     };
