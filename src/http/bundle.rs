@@ -1,7 +1,8 @@
-//! Bundles written as text around the stored JSON, so that a page of history never re-parses
-//! or re-serialises the resources it carries.
+//! Bundles written as text around the stored JSON, so that a page of history or of search
+//! results never re-parses or re-serialises the resources it carries.
 
 use crate::fhir::instant::format_instant;
+use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::store::Version;
 
 use super::response::etag;
@@ -23,25 +24,7 @@ pub fn history_bundle(
         .map(|e| e.body.as_ref().map_or(0, String::len) + 256)
         .sum();
     let mut out = String::with_capacity(size + 512);
-    out.push_str(r#"{"resourceType":"Bundle","id":"#);
-    out.push_str(&quote(&uuid::Uuid::new_v4().to_string()));
-    out.push_str(r#","meta":{"lastUpdated":"#);
-    out.push_str(&quote(&format_instant(
-        chrono::Utc::now().timestamp_micros(),
-    )));
-    out.push_str(r#"},"type":"history""#);
-    if let Some(total) = total {
-        out.push_str(&format!(r#","total":{total}"#));
-    }
-    out.push_str(r#","link":[{"relation":"self","url":"#);
-    out.push_str(&quote(self_link));
-    out.push('}');
-    if let Some(next) = next_link {
-        out.push_str(r#",{"relation":"next","url":"#);
-        out.push_str(&quote(next));
-        out.push('}');
-    }
-    out.push(']');
+    open(&mut out, "history", total, &[("self", Some(self_link)), ("next", next_link)]);
     if !entries.is_empty() {
         out.push_str(r#","entry":["#);
         for (i, entry) in entries.iter().enumerate() {
@@ -54,6 +37,95 @@ pub fn history_bundle(
     }
     out.push('}');
     out
+}
+
+/// One resource of a search result.
+pub struct SearchEntry<'a> {
+    pub res_type: &'a str,
+    pub res_id: &'a str,
+    pub body: String,
+    /// `match` or `include`.
+    pub mode: &'static str,
+}
+
+/// A `searchset` Bundle: matches, then included resources, then an OperationOutcome entry
+/// (`search.mode` `outcome`) when there are `warnings`.
+pub fn search_bundle(
+    base_url: &str,
+    self_link: &str,
+    next_link: Option<&str>,
+    previous_link: Option<&str>,
+    total: Option<i64>,
+    entries: &[SearchEntry<'_>],
+    warnings: &[Issue],
+) -> String {
+    let size: usize = entries.iter().map(|e| e.body.len() + 128).sum();
+    let mut out = String::with_capacity(size + 512);
+    let links = [
+        ("self", Some(self_link)),
+        ("next", next_link),
+        ("previous", previous_link),
+    ];
+    open(&mut out, "searchset", total, &links);
+    if !entries.is_empty() || !warnings.is_empty() {
+        out.push_str(r#","entry":["#);
+        for (i, entry) in entries.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(r#"{"fullUrl":"#);
+            out.push_str(&quote(&format!(
+                "{base_url}/{}/{}",
+                entry.res_type, entry.res_id
+            )));
+            out.push_str(r#","resource":"#);
+            out.push_str(&entry.body);
+            out.push_str(r#","search":{"mode":"#);
+            out.push_str(&quote(entry.mode));
+            out.push_str("}}");
+        }
+        if !warnings.is_empty() {
+            if !entries.is_empty() {
+                out.push(',');
+            }
+            out.push_str(r#"{"resource":"#);
+            out.push_str(&operation_outcome(warnings).to_string());
+            out.push_str(r#","search":{"mode":"outcome"}}"#);
+        }
+        out.push(']');
+    }
+    out.push('}');
+    out
+}
+
+/// Writes the Bundle up to its links: `{"resourceType":"Bundle",...,"link":[...]`.
+fn open(out: &mut String, kind: &str, total: Option<i64>, links: &[(&str, Option<&str>)]) {
+    out.push_str(r#"{"resourceType":"Bundle","id":"#);
+    out.push_str(&quote(&uuid::Uuid::new_v4().to_string()));
+    out.push_str(r#","meta":{"lastUpdated":"#);
+    out.push_str(&quote(&format_instant(
+        chrono::Utc::now().timestamp_micros(),
+    )));
+    out.push_str(r#"},"type":"#);
+    out.push_str(&quote(kind));
+    if let Some(total) = total {
+        out.push_str(&format!(r#","total":{total}"#));
+    }
+    out.push_str(r#","link":["#);
+    let mut first = true;
+    for (relation, url) in links {
+        let Some(url) = url else { continue };
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(r#"{"relation":"#);
+        out.push_str(&quote(relation));
+        out.push_str(r#","url":"#);
+        out.push_str(&quote(url));
+        out.push('}');
+    }
+    out.push(']');
 }
 
 fn push_entry(out: &mut String, base_url: &str, entry: &Version) {

@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::fhir::outcome::{operation_outcome, Issue};
+use crate::store::search::SearchError;
 use crate::store::StoreError;
 
 use super::negotiate::FHIR_JSON;
@@ -121,6 +122,18 @@ impl From<StoreError> for ApiError {
             e.to_string()
         };
         ApiError::new(status, Issue::error(code, diagnostics))
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(e: SearchError) -> ApiError {
+        match e {
+            SearchError::Store(e) => e.into(),
+            SearchError::Plan(e) => ApiError::bad_request(Issue::error("not-supported", e.to_string())),
+            SearchError::BadCursor => {
+                ApiError::bad_request(Issue::error("value", e.to_string()).at("_cursor"))
+            }
+        }
     }
 }
 

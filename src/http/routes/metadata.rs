@@ -24,12 +24,15 @@ pub async fn capability_statement(
         .body(body))
 }
 
+/// The interaction codes routed at `levels`, once each (GET and POST search share a code).
 fn codes(levels: &[Level]) -> Vec<Value> {
-    INTERACTIONS
-        .iter()
-        .filter(|i| levels.contains(&i.level))
-        .map(|i| json!({ "code": i.code }))
-        .collect()
+    let mut seen = Vec::new();
+    for i in INTERACTIONS.iter().filter(|i| levels.contains(&i.level)) {
+        if !seen.contains(&i.code) {
+            seen.push(i.code);
+        }
+    }
+    seen.into_iter().map(|code| json!({ "code": code })).collect()
 }
 
 pub fn build(base_url: &str) -> Value {

@@ -4,6 +4,7 @@
 mod history;
 mod metadata;
 mod resource;
+mod search;
 mod system;
 
 use actix_web::http::Method;
@@ -16,6 +17,8 @@ pub enum Level {
     Instance,
     Type,
     System,
+    /// `Patient/[id]/[type]`: listed under the compartment, not as an interaction.
+    Compartment,
 }
 
 /// One FHIR REST interaction: its code in the CapabilityStatement, and where it is routed.
@@ -61,22 +64,38 @@ pub const INTERACTIONS: &[Interaction] = &[
     ),
     interaction("history-type", Level::Type, Method::GET, "/{type}/_history"),
     interaction("create", Level::Type, Method::POST, "/{type}"),
+    interaction("search-type", Level::Type, Method::GET, "/{type}"),
+    interaction("search-type", Level::Type, Method::POST, "/{type}/_search"),
     interaction("history-system", Level::System, Method::GET, "/_history"),
+    interaction("search-system", Level::System, Method::GET, ""),
+    interaction("search-system", Level::System, Method::POST, "/_search"),
+    // Compartment search has no interaction code of its own: it is a search-type.
+    interaction(
+        "search-compartment",
+        Level::Compartment,
+        Method::GET,
+        "/{type}/{id}/{target}",
+    ),
 ];
 
 /// Paths in matching order. A literal segment must come before a parameter that would also
 /// match it (`/{type}/_history` before `/{type}/{id}`); beyond that, the hottest path (read by
 /// id) comes early because actix tries patterns one by one.
 const PATHS: &[&str] = &[
+    "",
     "/_history",
+    "/_search",
     "/{type}/_history",
+    "/{type}/_search",
     "/{type}/{id}",
     "/{type}/{id}/_history",
     "/{type}/{id}/_history/{vid}",
+    "/{type}/{id}/{target}",
     "/{type}",
 ];
 
-fn handler(code: &str) -> Route {
+fn handler(code: &str, method: &Method) -> Route {
+    let get = *method == Method::GET;
     match code {
         "read" => web::get().to(resource::read),
         "vread" => web::get().to(resource::vread),
@@ -87,6 +106,11 @@ fn handler(code: &str) -> Route {
         "history-instance" => web::get().to(history::instance),
         "history-type" => web::get().to(history::type_level),
         "history-system" => web::get().to(history::system),
+        "search-type" if get => web::get().to(search::type_get),
+        "search-type" => web::post().to(search::type_post),
+        "search-system" if get => web::get().to(search::system_get),
+        "search-system" => web::post().to(search::system_post),
+        "search-compartment" => web::get().to(search::compartment_get),
         other => unreachable!("interaction {other} has no handler"),
     }
 }
@@ -116,7 +140,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .join(", ");
         let mut resource = web::resource(*path);
         for i in &routed {
-            resource = resource.route(handler(i.code));
+            resource = resource.route(handler(i.code, &i.method));
         }
         fhir = fhir.service(resource.default_service(web::to(move |req: HttpRequest| {
             system::method_not_allowed(req, allow.clone())

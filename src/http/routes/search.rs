@@ -1,0 +1,355 @@
+//! Search: `GET [type]?..`, `POST [type]/_search`, system search (`GET [base]?_type=..`,
+//! `POST [base]/_search`) and Patient compartment search (`GET Patient/[id]/[type]?..`).
+//!
+//! The parameters are parsed against the search parameter table (`fhir::search::query`),
+//! the store plans and runs the page under the caller's scope, and the Bundle is written as
+//! text around the stored JSON (re-serialised only for `_summary`/`_elements`).
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::fhir::outcome::Issue;
+use crate::fhir::search::query::{self, QueryError, QueryErrorKind, SearchQuery, Summary};
+use crate::fhir::{json, served, summary};
+use crate::http::bundle::{search_bundle, SearchEntry};
+use crate::http::error::ApiError;
+use crate::http::negotiate::reply_format;
+use crate::http::request::{prefer, read_body, Params};
+use crate::http::AppState;
+use crate::store::search::cursor::SearchCursor;
+use crate::store::search::{SearchPage, SearchRequest};
+
+const DEFAULT_COUNT: u32 = 50;
+pub const MAX_COUNT: u32 = 1000;
+/// Included resources per page beyond this are left out, with a warning in the Bundle.
+pub const MAX_INCLUDED: usize = 1000;
+
+/// `GET [type]?...`
+pub async fn type_get(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let res_type = path.into_inner();
+    super::resource::check_type(&res_type)?;
+    let pairs = query_pairs(&req)?;
+    search(req, state, Target::Type(res_type), pairs).await
+}
+
+/// `POST [type]/_search` with a form body (and possibly a query string too).
+pub async fn type_post(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let res_type = path.into_inner();
+    super::resource::check_type(&res_type)?;
+    let pairs = form_pairs(&req, payload, &state).await?;
+    search(req, state, Target::Type(res_type), pairs).await
+}
+
+/// `GET [base]?_type=...`
+pub async fn system_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let pairs = query_pairs(&req)?;
+    search(req, state, Target::System, pairs).await
+}
+
+/// `POST [base]/_search`
+pub async fn system_post(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let pairs = form_pairs(&req, payload, &state).await?;
+    search(req, state, Target::System, pairs).await
+}
+
+/// `GET Patient/[id]/[type]?...`: the type's resources in that patient's compartment.
+pub async fn compartment_get(
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (compartment, id, res_type) = path.into_inner();
+    if compartment != "Patient" {
+        super::resource::check_type(&compartment)?;
+        return Err(ApiError::not_found(format!(
+            "{compartment}/{id}/{res_type}: only Patient compartments are searchable here"
+        )));
+    }
+    super::resource::check_id(&id)?;
+    super::resource::check_type(&res_type)?;
+    if res_type != "Patient"
+        && state
+            .definitions
+            .patient_compartment_paths(&res_type)
+            .is_empty()
+    {
+        return Err(ApiError::not_found(format!(
+            "{res_type} is not part of the Patient compartment"
+        )));
+    }
+    let pairs = query_pairs(&req)?;
+    search(req, state, Target::Compartment(id, res_type), pairs).await
+}
+
+/// What is searched.
+enum Target {
+    Type(String),
+    System,
+    /// `(patient id, type)`.
+    Compartment(String, String),
+}
+
+impl Target {
+    fn path(&self) -> String {
+        match self {
+            Target::Type(t) => t.clone(),
+            Target::System => String::new(),
+            Target::Compartment(id, t) => format!("Patient/{id}/{t}"),
+        }
+    }
+}
+
+fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
+    Ok(Params::parse(req)?.into_pairs())
+}
+
+/// The query string's parameters followed by the form body's.
+async fn form_pairs(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Issue::error(
+                "not-supported",
+                format!(
+                    "POST _search takes a form body (application/x-www-form-urlencoded), not {:?}",
+                    content_type
+                ),
+            ),
+        ));
+    }
+    let body = read_body(req, payload, state.max_body_bytes).await?;
+    let mut pairs = query_pairs(req)?;
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|e| {
+        ApiError::bad_request(Issue::error("invalid", format!("malformed form body: {e}")))
+    })?;
+    pairs.extend(form);
+    Ok(pairs)
+}
+
+async fn search(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    target: Target,
+    pairs: Vec<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let format = pairs
+        .iter()
+        .find(|(k, _)| k == "_format")
+        .map(|(_, v)| v.as_str());
+    let reply = reply_format(&req, format)?;
+    let lenient = prefer(&req, "handling") == Some("lenient");
+    let types: Vec<&str> = match &target {
+        Target::Type(t) | Target::Compartment(_, t) => vec![t.as_str()],
+        Target::System => served::served_types().to_vec(),
+    };
+    let mut parsed = query::parse(
+        crate::fhir::search::r4(),
+        &types,
+        &pairs,
+        &state.base_url,
+        lenient,
+    )
+    .map_err(query_error)?;
+    if parsed.types.is_empty() {
+        parsed.types = types.iter().map(|t| t.to_string()).collect();
+    }
+    let count = if parsed.summary == Summary::Count {
+        0
+    } else {
+        parsed.count.unwrap_or(DEFAULT_COUNT).min(MAX_COUNT)
+    };
+    let fingerprint = fingerprint(&target.path(), &parsed);
+    let cursor = match &parsed.cursor {
+        Some(text) => Some(decode_cursor(text, &fingerprint)?),
+        None => None,
+    };
+
+    let scope = super::resource::scope(&req);
+    let worker = state.clone();
+    let compartment = match &target {
+        Target::Compartment(id, _) => Some(id.clone()),
+        _ => None,
+    };
+    let query = parsed.clone();
+    let page: SearchPage = web::block(move || {
+        let request = SearchRequest {
+            query: &query,
+            compartment: compartment.as_deref(),
+            count: count as usize,
+            cursor: cursor.as_ref(),
+            max_included: MAX_INCLUDED,
+        };
+        worker.store.search(&scope, &request)
+    })
+    .await??;
+
+    let base = format!("{}/{}", state.base_url, target.path());
+    let base = base.trim_end_matches('/');
+    let link = |cursor: Option<String>| {
+        let mut pairs: Vec<(&str, &str)> = parsed
+            .applied
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let count_text = count.to_string();
+        if !pairs.iter().any(|(k, _)| *k == "_count") {
+            pairs.push(("_count", &count_text));
+        }
+        if let Some(c) = &cursor {
+            pairs.push(("_cursor", c));
+        }
+        let encoded = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        format!("{base}?{encoded}")
+    };
+    let self_link = link(parsed.cursor.clone());
+    let next = page
+        .next
+        .as_ref()
+        .map(|c| link(Some(encode_cursor(c, &fingerprint))));
+    let previous = page
+        .previous
+        .as_ref()
+        .map(|c| link(Some(encode_cursor(c, &fingerprint))));
+
+    let mut warnings = Vec::new();
+    if !parsed.ignored.is_empty() {
+        warnings.push(Issue {
+            severity: crate::fhir::outcome::Severity::Warning,
+            code: "not-supported",
+            diagnostics: format!(
+                "ignored (Prefer: handling=lenient): {}",
+                parsed.ignored.join(", ")
+            ),
+            expression: None,
+        });
+    }
+    if page.included_truncated {
+        warnings.push(Issue {
+            severity: crate::fhir::outcome::Severity::Warning,
+            code: "too-costly",
+            diagnostics: format!(
+                "more than {MAX_INCLUDED} resources were included; the rest were left out"
+            ),
+            expression: None,
+        });
+    }
+    let shape = |body: &str| -> Result<String, ApiError> { shape(&state, &parsed, body) };
+    let mut entries = Vec::with_capacity(page.matches.len() + page.included.len());
+    for (found, mode) in page
+        .matches
+        .iter()
+        .map(|f| (f, "match"))
+        .chain(page.included.iter().map(|f| (f, "include")))
+    {
+        entries.push(SearchEntry {
+            res_type: &found.res_type,
+            res_id: &found.res_id,
+            body: shape(&found.body)?,
+            mode,
+        });
+    }
+    let body = search_bundle(
+        &state.base_url,
+        &self_link,
+        next.as_deref(),
+        previous.as_deref(),
+        page.total,
+        &entries,
+        &warnings,
+    );
+    Ok(HttpResponse::Ok()
+        .content_type(reply.content_type())
+        .body(body))
+}
+
+/// The stored JSON, or its `_summary`/`_elements` subset.
+fn shape(state: &AppState, query: &SearchQuery, body: &str) -> Result<String, ApiError> {
+    let subset = matches!(query.summary, Summary::True | Summary::Text | Summary::Data)
+        || !query.elements.is_empty();
+    if !subset {
+        return Ok(body.to_string());
+    }
+    let mut resource = json::parse_strict(body.as_bytes()).map_err(|e| {
+        ApiError::internal(format!("a stored resource is unreadable: {}", e.diagnostics))
+    })?;
+    if query.summary != Summary::False {
+        summary::summarize(state.definitions, &mut resource, query.summary);
+    }
+    if !query.elements.is_empty() {
+        summary::keep_elements(state.definitions, &mut resource, &query.elements);
+    }
+    Ok(resource.to_string())
+}
+
+fn query_error(e: QueryError) -> ApiError {
+    let code = match e.kind {
+        QueryErrorKind::Unknown | QueryErrorKind::NotSupported => "not-supported",
+        QueryErrorKind::Empty | QueryErrorKind::Invalid => "value",
+    };
+    ApiError::bad_request(Issue::error(code, e.message).at(e.param))
+}
+
+/// Ties a cursor to its search: a cursor pasted onto another query is refused rather than
+/// silently paging through the wrong results.
+fn fingerprint(path: &str, query: &SearchQuery) -> String {
+    let mut hash: u32 = 0x811c_9dc5;
+    let mut eat = |text: &str| {
+        for b in text.bytes().chain(std::iter::once(0)) {
+            hash ^= u32::from(b);
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+    };
+    eat(path);
+    for (k, v) in &query.applied {
+        if k != "_count" {
+            eat(k);
+            eat(v);
+        }
+    }
+    format!("{hash:08x}")
+}
+
+fn encode_cursor(cursor: &SearchCursor, fingerprint: &str) -> String {
+    format!("{fingerprint}.{}", cursor.encode())
+}
+
+fn decode_cursor(text: &str, fingerprint: &str) -> Result<SearchCursor, ApiError> {
+    let bad = |why: &str| {
+        ApiError::bad_request(
+            Issue::error("value", format!("_cursor: {why}; follow the Bundle's links")).at("_cursor"),
+        )
+    };
+    let (owner, cursor) = text
+        .split_once('.')
+        .ok_or_else(|| bad("not a paging cursor of this server"))?;
+    if owner != fingerprint {
+        return Err(bad("this cursor belongs to another search"));
+    }
+    SearchCursor::decode(cursor).ok_or_else(|| bad("not a paging cursor of this server"))
+}

@@ -1,0 +1,767 @@
+//! The search planner: from the clauses of a [`SearchQuery`] to one SQL `WHERE` over the
+//! `resource` table and the `search_*` index tables, with the caller's access scope inside it.
+//!
+//! Shape: `r.res_type IN (..) AND NOT r.deleted AND <scope> AND <clauses>`. The most selective
+//! clause (see [`selectivity`]) is written `r.res_key IN (SELECT res_key FROM search_x ...)` so
+//! that the databases drive the query from that index; every other clause is a correlated
+//! `EXISTS` probe on the index's `(res_key, param_id, ...)` primary key. Chains and `_has`
+//! nest the same shape around the resources they join, scope included.
+
+use super::index::cut;
+use super::keys::{ParamIds, COMPONENT_SEPARATOR};
+use super::sql::{Bind, Sql};
+use crate::access::AccessScope;
+use crate::fhir::search::normalize::normalize;
+use crate::fhir::search::query::{
+    Clause, DateValue, NumberValue, ParamKey, Prefix, SortBy, SortKey, StringMode, SystemMatch,
+    UriMode, Value,
+};
+use crate::fhir::search::ParamType;
+
+/// A search the index cannot answer (the parser accepts only indexed parameters, so this is
+/// rare: an expression outside the supported FHIRPath subset, a sort on a composite).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("search parameter \"{0}\" is not indexed by this server")]
+    NotIndexed(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The index table a value lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    String,
+    Token,
+    Reference,
+    Date,
+    Number,
+    Quantity,
+    Uri,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::String => "search_string",
+            Table::Token => "search_token",
+            Table::Reference => "search_reference",
+            Table::Date => "search_date",
+            Table::Number => "search_number",
+            Table::Quantity => "search_quantity",
+            Table::Uri => "search_uri",
+        }
+    }
+
+    fn of_kind(kind: ParamType) -> Option<Table> {
+        Some(match kind {
+            ParamType::String => Table::String,
+            ParamType::Token => Table::Token,
+            ParamType::Reference => Table::Reference,
+            ParamType::Date => Table::Date,
+            ParamType::Number => Table::Number,
+            ParamType::Quantity => Table::Quantity,
+            ParamType::Uri => Table::Uri,
+            ParamType::Composite | ParamType::Special => return None,
+        })
+    }
+}
+
+/// Where a value is looked up: the table and the key-name suffix (`:text`...).
+fn target_of(value: &Value) -> (Table, &'static str) {
+    match value {
+        Value::String { .. } => (Table::String, ""),
+        Value::Token { .. } => (Table::Token, ""),
+        Value::TokenText(_) => (Table::String, ":text"),
+        Value::TokenOfType { .. } => (Table::Token, ":of-type"),
+        Value::Reference { .. } | Value::ReferenceUrl(_) => (Table::Reference, ""),
+        Value::ReferenceIdentifier { .. } => (Table::Token, ":identifier"),
+        Value::Date(_) => (Table::Date, ""),
+        Value::Number(_) => (Table::Number, ""),
+        Value::Quantity { .. } => (Table::Quantity, ""),
+        Value::Uri { .. } => (Table::Uri, ""),
+        // Composites are planned component by component.
+        Value::Composite(_) => (Table::Token, ""),
+    }
+}
+
+/// Lower is more selective; `None` never drives (negations, `:missing`, `:contains`...).
+fn selectivity(clause: &Clause) -> Option<u8> {
+    match clause {
+        Clause::Id(_) => Some(0),
+        Clause::Match {
+            negate: false,
+            values,
+            ..
+        } => values.iter().map(value_selectivity).max().flatten(),
+        Clause::Match { negate: true, .. } | Clause::Missing { .. } => None,
+        Clause::Chain { .. } => Some(5),
+        Clause::Has { .. } => Some(6),
+        Clause::LastUpdated(_) => Some(9),
+    }
+}
+
+fn value_selectivity(value: &Value) -> Option<u8> {
+    Some(match value {
+        Value::Reference { .. } | Value::ReferenceUrl(_) => 1,
+        Value::Token { code: Some(_), .. }
+        | Value::TokenOfType { .. }
+        | Value::ReferenceIdentifier { .. } => 2,
+        Value::String {
+            mode: StringMode::Exact,
+            ..
+        } => 3,
+        Value::String {
+            mode: StringMode::StartsWith,
+            ..
+        }
+        | Value::Uri { .. } => 4,
+        Value::TokenText(_) => 5,
+        Value::Composite(parts) => parts.first().and_then(value_selectivity)?,
+        Value::Date(_) | Value::Number(_) | Value::Quantity { .. } => 8,
+        Value::Token { code: None, .. }
+        | Value::String {
+            mode: StringMode::Contains,
+            ..
+        } => return None,
+    })
+}
+
+/// The SQL type of a sort key, so that cursors bind it back with the same type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortType {
+    Int,
+    Float,
+    Text,
+}
+
+/// Writes the filters of one search into a [`Sql`].
+pub struct Planner<'a> {
+    pub sql: Sql,
+    ids: &'a ParamIds,
+    scope: &'a AccessScope,
+    /// For `ap` on dates: "approximately" is relative to how far the value is from now.
+    now: i64,
+    aliases: usize,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(sql: Sql, ids: &'a ParamIds, scope: &'a AccessScope, now: i64) -> Planner<'a> {
+        Planner {
+            sql,
+            ids,
+            scope,
+            now,
+            aliases: 0,
+        }
+    }
+
+    fn alias(&mut self, prefix: &str) -> String {
+        self.aliases += 1;
+        format!("{prefix}{}", self.aliases)
+    }
+
+    /// The ids of key `name` over `types`; an error when no type indexes it.
+    fn param_ids(&self, types: &[String], name: &str) -> Result<Vec<i64>, PlanError> {
+        let ids: Vec<i64> = types
+            .iter()
+            .filter_map(|t| self.ids.get(t, name))
+            .map(i64::from)
+            .collect();
+        if ids.is_empty() {
+            let code = name.split([':', COMPONENT_SEPARATOR]).next().unwrap_or(name);
+            return Err(PlanError::NotIndexed(code.to_string()));
+        }
+        Ok(ids)
+    }
+
+    /// `alias.res_type IN (..) AND NOT alias.deleted AND <scope> AND <clauses>`.
+    pub fn filters(
+        &mut self,
+        alias: &str,
+        types: &[String],
+        clauses: &[Clause],
+    ) -> Result<(), PlanError> {
+        self.sql.push(alias).push(".res_type IN ");
+        self.sql.bind_list(types.iter().map(String::as_str));
+        self.sql.push(" AND NOT ").push(alias).push(".deleted");
+        self.scope(alias);
+        let driver = clauses
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| selectivity(c).map(|s| (s, i)))
+            .min()
+            .map(|(_, i)| i);
+        if let Some(i) = driver {
+            self.sql.push(" AND ");
+            self.clause(alias, types, &clauses[i], true)?;
+        }
+        for (i, clause) in clauses.iter().enumerate() {
+            if Some(i) != driver {
+                self.sql.push(" AND ");
+                self.clause(alias, types, clause, false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// ` AND alias.res_key IN (<keys of the scope's compartments>)`, or nothing.
+    pub fn scope(&mut self, alias: &str) {
+        if let AccessScope::Patients(patients) = self.scope {
+            self.sql.push(" AND ").push(alias).push(
+                ".res_key IN (SELECT res_key FROM resource_compartment WHERE patient IN ",
+            );
+            self.sql.bind_list(patients.iter().map(String::as_str));
+            self.sql.push(")");
+        }
+    }
+
+    fn clause(
+        &mut self,
+        alias: &str,
+        types: &[String],
+        clause: &Clause,
+        driving: bool,
+    ) -> Result<(), PlanError> {
+        match clause {
+            Clause::Id(ids) => {
+                self.sql.push(alias).push(".res_id IN ");
+                self.sql.bind_list(ids.iter().map(String::as_str));
+            }
+            Clause::LastUpdated(values) => {
+                let low = format!("{alias}.last_updated");
+                let high = format!("({alias}.last_updated + 1)");
+                self.sql.push("(");
+                for (i, v) in values.iter().enumerate() {
+                    if i > 0 {
+                        self.sql.push(" OR ");
+                    }
+                    self.date(&low, &high, v);
+                }
+                self.sql.push(")");
+            }
+            Clause::Match {
+                param,
+                negate,
+                values,
+            } => {
+                if *negate {
+                    self.sql.push("NOT ");
+                }
+                self.matches(alias, types, param, values, driving && !negate)?;
+            }
+            Clause::Missing { param, missing } => {
+                let table = Table::of_kind(param.kind).ok_or_else(|| {
+                    PlanError::Unsupported(format!(
+                        ":missing is not supported on the {:?} parameter \"{}\"",
+                        param.kind, param.code
+                    ))
+                })?;
+                let ids = self.param_ids(types, &param.code)?;
+                if *missing {
+                    self.sql.push("NOT ");
+                }
+                let x = self.alias("m");
+                self.sql.push(&format!(
+                    "EXISTS (SELECT 1 FROM {} {x} WHERE {x}.res_key = {alias}.res_key AND {x}.param_id IN ",
+                    table.name()
+                ));
+                self.sql.int_list(ids).push(")");
+            }
+            Clause::Chain {
+                param,
+                target_types,
+                inner,
+            } => {
+                let ids = self.param_ids(types, &param.code)?;
+                let x = self.alias("c");
+                let t = self.alias("t");
+                if driving {
+                    self.sql.push(&format!(
+                        "{alias}.res_key IN (SELECT {x}.res_key FROM resource {t} JOIN search_reference {x} \
+                         ON {x}.target_type = {t}.res_type AND {x}.target_id = {t}.res_id AND {x}.param_id IN "
+                    ));
+                    self.sql.int_list(ids).push(" WHERE ");
+                } else {
+                    self.sql.push(&format!(
+                        "EXISTS (SELECT 1 FROM search_reference {x} JOIN resource {t} \
+                         ON {t}.res_type = {x}.target_type AND {t}.res_id = {x}.target_id \
+                         WHERE {x}.res_key = {alias}.res_key AND {x}.param_id IN "
+                    ));
+                    self.sql.int_list(ids).push(" AND ");
+                }
+                self.filters(&t, target_types, std::slice::from_ref(inner))?;
+                self.sql.push(")");
+            }
+            Clause::Has {
+                source_type,
+                param,
+                inner,
+            } => {
+                let sources = std::slice::from_ref(source_type);
+                let ids = self.param_ids(sources, &param.code)?;
+                let x = self.alias("h");
+                let s = self.alias("s");
+                if driving {
+                    self.sql.push(&format!(
+                        "{alias}.res_id IN (SELECT {x}.target_id FROM resource {s} JOIN search_reference {x} \
+                         ON {x}.res_key = {s}.res_key AND {x}.param_id IN "
+                    ));
+                    self.sql.int_list(ids);
+                    self.sql.push(&format!(" AND {x}.target_type IN "));
+                    self.sql.bind_list(types.iter().map(String::as_str));
+                    self.sql.push(" WHERE ");
+                } else {
+                    self.sql.push(&format!(
+                        "EXISTS (SELECT 1 FROM search_reference {x} JOIN resource {s} ON {s}.res_key = {x}.res_key \
+                         WHERE {x}.target_type = {alias}.res_type AND {x}.target_id = {alias}.res_id AND {x}.param_id IN "
+                    ));
+                    self.sql.int_list(ids).push(" AND ");
+                }
+                self.filters(&s, sources, std::slice::from_ref(inner))?;
+                self.sql.push(")");
+            }
+        }
+        Ok(())
+    }
+
+    /// Any of `values` of `param` matches, as `EXISTS` probes or, when `driving`, as
+    /// `res_key IN` index scans.
+    fn matches(
+        &mut self,
+        alias: &str,
+        types: &[String],
+        param: &ParamKey,
+        values: &[Value],
+        driving: bool,
+    ) -> Result<(), PlanError> {
+        self.sql.push("(");
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                self.sql.push(" OR ");
+            }
+            if let Value::Composite(parts) = value {
+                self.composite(alias, types, param, parts, driving)?;
+                continue;
+            }
+            let (table, suffix) = target_of(value);
+            let ids = self.param_ids(types, &format!("{}{suffix}", param.code))?;
+            let x = self.alias("x");
+            if driving {
+                self.sql.push(&format!(
+                    "{alias}.res_key IN (SELECT {x}.res_key FROM {} {x} WHERE {x}.param_id IN ",
+                    table.name()
+                ));
+            } else {
+                self.sql.push(&format!(
+                    "EXISTS (SELECT 1 FROM {} {x} WHERE {x}.res_key = {alias}.res_key AND {x}.param_id IN ",
+                    table.name()
+                ));
+            }
+            self.sql.int_list(ids).push(" AND ");
+            self.value(&x, value)?;
+            self.sql.push(")");
+        }
+        self.sql.push(")");
+        Ok(())
+    }
+
+    /// A composite value: one index row per component, tied by the same `grp`.
+    fn composite(
+        &mut self,
+        alias: &str,
+        types: &[String],
+        param: &ParamKey,
+        parts: &[Value],
+        driving: bool,
+    ) -> Result<(), PlanError> {
+        let mut joined = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let (table, _) = target_of(part);
+            let ids = self.param_ids(
+                types,
+                &format!("{}{COMPONENT_SEPARATOR}{i}", param.code),
+            )?;
+            joined.push((self.alias("k"), table, ids, part));
+        }
+        let Some(((first, first_table, _, _), rest)) = joined.split_first() else {
+            return Err(PlanError::Unsupported(format!(
+                "composite parameter \"{}\" needs a value per component",
+                param.code
+            )));
+        };
+        if driving {
+            self.sql.push(&format!(
+                "{alias}.res_key IN (SELECT {first}.res_key FROM {} {first}",
+                first_table.name()
+            ));
+        } else {
+            self.sql
+                .push(&format!("EXISTS (SELECT 1 FROM {} {first}", first_table.name()));
+        }
+        for (k, table, _, _) in rest {
+            self.sql.push(&format!(
+                " JOIN {} {k} ON {k}.res_key = {first}.res_key AND {k}.grp = {first}.grp",
+                table.name()
+            ));
+        }
+        self.sql.push(" WHERE ");
+        if !driving {
+            self.sql
+                .push(&format!("{first}.res_key = {alias}.res_key AND "));
+        }
+        for (i, (k, _, ids, part)) in joined.iter().enumerate() {
+            if i > 0 {
+                self.sql.push(" AND ");
+            }
+            self.sql.push(&format!("{k}.param_id IN "));
+            self.sql.int_list(ids.iter().copied()).push(" AND ");
+            self.value(k, part)?;
+        }
+        self.sql.push(")");
+        Ok(())
+    }
+
+    /// The predicate of one value on the index row `x`.
+    fn value(&mut self, x: &str, value: &Value) -> Result<(), PlanError> {
+        let sql = &mut self.sql;
+        match value {
+            Value::String { mode, text } => match mode {
+                StringMode::StartsWith => starts_with(sql, &format!("{x}.normalized"), text),
+                StringMode::Exact => {
+                    sql.push(&format!("{x}.normalized = "))
+                        .bind_text(&cut(&normalize(text)));
+                    sql.push(&format!(" AND {x}.exact = ")).bind_text(&cut(text));
+                }
+                StringMode::Contains => {
+                    sql.push(&format!("{x}.normalized LIKE "))
+                        .bind(Bind::Text(format!("%{}%", escape_like(text))));
+                    sql.push(" ESCAPE '\\'");
+                }
+            },
+            Value::TokenText(text) => starts_with(sql, &format!("{x}.normalized"), text),
+            Value::Token { system, code } => token(sql, x, system, code.as_deref()),
+            Value::ReferenceIdentifier { system, value } => token(sql, x, system, Some(value)),
+            Value::TokenOfType {
+                type_system,
+                type_code,
+                value,
+            } => {
+                sql.push(&format!("{x}.code = ")).bind_text(&cut(value));
+                sql.push(&format!(" AND {x}.system = "))
+                    .bind_text(&cut(&format!("{type_system}|{type_code}")));
+            }
+            Value::Reference {
+                resource_type, id, ..
+            } => {
+                sql.push(&format!("{x}.target_id = ")).bind_text(&cut(id));
+                match resource_type {
+                    Some(t) => sql.push(&format!(" AND {x}.target_type = ")).bind_text(t),
+                    None => sql.push(&format!(" AND {x}.target_type <> ''")),
+                };
+            }
+            Value::ReferenceUrl(url) => {
+                sql.push(&format!("{x}.url = ")).bind_text(&cut(url));
+            }
+            Value::Date(date) => {
+                let (low, high) = (format!("{x}.low"), format!("{x}.high"));
+                self.date(&low, &high, date);
+            }
+            Value::Number(n) => number(sql, x, n),
+            Value::Quantity {
+                number: n,
+                system,
+                code,
+            } => {
+                number(sql, x, n);
+                if let Some(code) = code {
+                    sql.push(&format!(" AND {x}.code = ")).bind_text(&cut(code));
+                    match system {
+                        SystemMatch::Any => {}
+                        SystemMatch::Absent => {
+                            sql.push(&format!(" AND {x}.system = ''"));
+                        }
+                        SystemMatch::Is(s) => {
+                            sql.push(&format!(" AND {x}.system = ")).bind_text(&cut(s));
+                        }
+                    }
+                }
+            }
+            Value::Uri { mode, text } => match mode {
+                UriMode::Exact => {
+                    sql.push(&format!("{x}.uri = ")).bind_text(&cut(text));
+                }
+                UriMode::Below => {
+                    // The URI itself, or anything under it as a path.
+                    let base = text.trim_end_matches('/');
+                    sql.push(&format!("({x}.uri = ")).bind_text(base);
+                    sql.push(" OR (");
+                    starts_with_raw(sql, &format!("{x}.uri"), &format!("{base}/"));
+                    sql.push("))");
+                }
+                UriMode::Above => {
+                    sql.push(&format!("{x}.uri IN "));
+                    sql.bind_list(uri_ancestors(text).iter().map(String::as_str));
+                }
+            },
+            Value::Composite(_) => {
+                return Err(PlanError::Unsupported(
+                    "a composite cannot nest inside a composite".into(),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// A date comparison of the row interval `[low, high)` (column expressions) with `d`.
+    fn date(&mut self, low: &str, high: &str, d: &DateValue) {
+        let sql = &mut self.sql;
+        let (sl, sh) = (d.low, d.high);
+        match d.prefix {
+            Prefix::Eq => {
+                sql.push(&format!("({low} >= ")).bind_int(sl);
+                sql.push(&format!(" AND {high} <= ")).bind_int(sh).push(")");
+            }
+            Prefix::Ne => {
+                sql.push(&format!("({low} < ")).bind_int(sl);
+                sql.push(&format!(" OR {high} > ")).bind_int(sh).push(")");
+            }
+            Prefix::Gt => {
+                sql.push(&format!("{high} > ")).bind_int(sh);
+            }
+            Prefix::Lt => {
+                sql.push(&format!("{low} < ")).bind_int(sl);
+            }
+            Prefix::Ge => {
+                sql.push(&format!("({high} > ")).bind_int(sh);
+                sql.push(&format!(" OR ({low} >= ")).bind_int(sl);
+                sql.push(&format!(" AND {high} <= ")).bind_int(sh).push("))");
+            }
+            Prefix::Le => {
+                sql.push(&format!("({low} < ")).bind_int(sl);
+                sql.push(&format!(" OR ({low} >= ")).bind_int(sl);
+                sql.push(&format!(" AND {high} <= ")).bind_int(sh).push("))");
+            }
+            Prefix::Sa => {
+                sql.push(&format!("{low} >= ")).bind_int(sh);
+            }
+            Prefix::Eb => {
+                sql.push(&format!("{high} <= ")).bind_int(sl);
+            }
+            Prefix::Ap => {
+                // 10% of the distance to now, at least the value's own precision.
+                let margin = (self.now.saturating_sub(sl)).unsigned_abs() / 10;
+                let margin = i64::try_from(margin).unwrap_or(i64::MAX);
+                sql.push(&format!("({low} < "))
+                    .bind_int(sh.saturating_add(margin));
+                sql.push(&format!(" AND {high} > "))
+                    .bind_int(sl.saturating_sub(margin))
+                    .push(")");
+            }
+        }
+    }
+
+    /// A sort key of the resource `alias`: its SQL expression and type. Several values sort
+    /// by the lowest ascending and by the highest descending; resources without a value come
+    /// last either way.
+    pub fn sort_key(
+        &self,
+        alias: &str,
+        types: &[String],
+        key: &SortKey,
+    ) -> Result<(String, SortType), PlanError> {
+        let desc = key.descending;
+        let param = match &key.by {
+            SortBy::Id => return Ok((format!("{alias}.res_id"), SortType::Text)),
+            SortBy::LastUpdated => return Ok((format!("{alias}.last_updated"), SortType::Int)),
+            SortBy::Param(param) => param,
+        };
+        let ids = self.param_ids(types, &param.code)?;
+        let (table, column, ty) = match param.kind {
+            ParamType::Date => (Table::Date, if desc { "high" } else { "low" }, SortType::Int),
+            ParamType::Number => (Table::Number, if desc { "high" } else { "low" }, SortType::Float),
+            ParamType::Quantity => (
+                Table::Quantity,
+                if desc { "high" } else { "low" },
+                SortType::Float,
+            ),
+            ParamType::String => (Table::String, "normalized", SortType::Text),
+            ParamType::Token => (Table::Token, "code", SortType::Text),
+            ParamType::Reference => (Table::Reference, "target_id", SortType::Text),
+            ParamType::Uri => (Table::Uri, "uri", SortType::Text),
+            ParamType::Composite | ParamType::Special => {
+                return Err(PlanError::Unsupported(format!(
+                    "cannot sort by the {:?} parameter \"{}\"",
+                    param.kind, param.code
+                )))
+            }
+        };
+        let aggregate = if desc { "MAX" } else { "MIN" };
+        let missing = match (ty, desc) {
+            // Typed, so that PostgreSQL does not widen the column to numeric.
+            (SortType::Int, false) => format!("CAST({} AS BIGINT)", i64::MAX),
+            (SortType::Int, true) => format!("CAST({} AS BIGINT)", i64::MIN + 1),
+            (SortType::Float, false) => "CAST(1e308 AS DOUBLE PRECISION)".to_string(),
+            (SortType::Float, true) => "CAST(-1e308 AS DOUBLE PRECISION)".to_string(),
+            (SortType::Text, false) => format!("'{}'", char::MAX),
+            (SortType::Text, true) => "''".to_string(),
+        };
+        let list = ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok((
+            format!(
+                "COALESCE((SELECT {aggregate}(o.{column}) FROM {} o WHERE o.res_key = {alias}.res_key AND o.param_id IN ({list})), {missing})",
+                table.name()
+            ),
+            ty,
+        ))
+    }
+}
+
+fn token(sql: &mut Sql, x: &str, system: &SystemMatch, code: Option<&str>) {
+    let mut and = "";
+    if let Some(code) = code {
+        sql.push(&format!("{x}.code = ")).bind_text(&cut(code));
+        and = " AND ";
+    }
+    match system {
+        SystemMatch::Any => {
+            if code.is_none() {
+                sql.push("1 = 1");
+            }
+        }
+        SystemMatch::Absent => {
+            sql.push(&format!("{and}{x}.system = ''"));
+        }
+        SystemMatch::Is(s) => {
+            sql.push(&format!("{and}{x}.system = ")).bind_text(&cut(s));
+        }
+    }
+}
+
+/// Numbers and quantities: the row holds `[low, high]`, equal for a plain value.
+fn number(sql: &mut Sql, x: &str, n: &NumberValue) {
+    let (low, high) = (format!("{x}.low"), format!("{x}.high"));
+    match n.prefix {
+        Prefix::Eq => {
+            sql.push(&format!("({low} >= ")).bind_float(n.low);
+            sql.push(&format!(" AND {high} < ")).bind_float(n.high).push(")");
+        }
+        Prefix::Ne => {
+            sql.push(&format!("({low} < ")).bind_float(n.low);
+            sql.push(&format!(" OR {high} >= ")).bind_float(n.high).push(")");
+        }
+        Prefix::Gt => {
+            sql.push(&format!("{high} > ")).bind_float(n.value);
+        }
+        Prefix::Lt => {
+            sql.push(&format!("{low} < ")).bind_float(n.value);
+        }
+        Prefix::Ge => {
+            sql.push(&format!("{high} >= ")).bind_float(n.value);
+        }
+        Prefix::Le => {
+            sql.push(&format!("{low} <= ")).bind_float(n.value);
+        }
+        Prefix::Sa => {
+            sql.push(&format!("{low} >= ")).bind_float(n.high);
+        }
+        Prefix::Eb => {
+            sql.push(&format!("{high} < ")).bind_float(n.low);
+        }
+        Prefix::Ap => {
+            // Within 10% of the value, and never tighter than its precision.
+            let margin = (n.value.abs() / 10.0).max((n.high - n.low) / 2.0);
+            sql.push(&format!("({low} <= ")).bind_float(n.value + margin);
+            sql.push(&format!(" AND {high} >= "))
+                .bind_float(n.value - margin)
+                .push(")");
+        }
+    }
+}
+
+/// `column` starts with the normalised `text`: a range on the index, not `LIKE`, so that
+/// SQLite and PostgreSQL both use the B-tree with a bound value.
+fn starts_with(sql: &mut Sql, column: &str, text: &str) {
+    starts_with_raw(sql, column, &cut(&normalize(text)));
+}
+
+fn starts_with_raw(sql: &mut Sql, column: &str, prefix: &str) {
+    sql.push(&format!("{column} >= ")).bind_text(prefix);
+    if let Some(upper) = successor(prefix) {
+        sql.push(&format!(" AND {column} < ")).bind_text(&upper);
+    }
+}
+
+/// The smallest string greater than every string starting with `prefix` (code point order,
+/// which is the byte order of UTF-8 and of the "C" collation).
+pub fn successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut next = last as u32 + 1;
+        if (0xD800..0xE000).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(c) = char::from_u32(next) {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+fn escape_like(text: &str) -> String {
+    let normalized = normalize(text);
+    let mut out = String::with_capacity(normalized.len());
+    for c in normalized.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `http://a/b/c` -> `http://a/b/c`, `http://a/b`, `http://a`: the URIs `:above` accepts.
+fn uri_ancestors(uri: &str) -> Vec<String> {
+    let mut out = vec![uri.to_string()];
+    let start = uri.find("://").map_or(0, |p| p + 3);
+    let mut current = uri.trim_end_matches('/');
+    while let Some(slash) = current.rfind('/') {
+        if slash < start {
+            break;
+        }
+        current = &current[..slash];
+        out.push(current.to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successors_bound_prefixes() {
+        assert_eq!(successor("abc").as_deref(), Some("abd"));
+        assert_eq!(successor("a\u{d7ff}").as_deref(), Some("a\u{e000}"));
+        assert_eq!(successor("a\u{10ffff}").as_deref(), Some("b"));
+        assert_eq!(successor("\u{10ffff}"), None);
+    }
+
+    #[test]
+    fn uri_ancestors_stop_at_the_authority() {
+        assert_eq!(
+            uri_ancestors("http://acme.org/fhir/ValueSet/x"),
+            [
+                "http://acme.org/fhir/ValueSet/x",
+                "http://acme.org/fhir/ValueSet",
+                "http://acme.org/fhir",
+                "http://acme.org"
+            ]
+        );
+    }
+}

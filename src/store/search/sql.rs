@@ -1,0 +1,142 @@
+//! SQL text with bound values, for the queries whose shape depends on the request. The text is
+//! written once for both databases (standard SQL only); placeholders follow the backend.
+//! Values from the request are always bound, never spliced; only integers the server owns
+//! (parameter ids, limits) appear literally.
+
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::BoxedSqlQuery;
+use diesel::sql_types::{BigInt, Double, Text};
+use diesel::sqlite::Sqlite;
+
+use crate::store::backend::{Backend, DbConnection};
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+/// SQL text under construction and its bound values, in order.
+#[derive(Debug, Clone)]
+pub struct Sql {
+    text: String,
+    binds: Vec<Bind>,
+    backend: Backend,
+}
+
+impl Sql {
+    pub fn new(backend: Backend) -> Sql {
+        Sql {
+            text: String::with_capacity(512),
+            binds: Vec::new(),
+            backend,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn binds(&self) -> &[Bind] {
+        &self.binds
+    }
+
+    pub fn push(&mut self, text: &str) -> &mut Sql {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a placeholder for `value`.
+    pub fn bind(&mut self, value: Bind) -> &mut Sql {
+        self.binds.push(value);
+        match self.backend {
+            Backend::Sqlite => self.text.push('?'),
+            Backend::Postgres => {
+                self.text.push('$');
+                self.text.push_str(&self.binds.len().to_string());
+            }
+        }
+        self
+    }
+
+    pub fn bind_text(&mut self, value: &str) -> &mut Sql {
+        self.bind(Bind::Text(value.to_string()))
+    }
+
+    pub fn bind_int(&mut self, value: i64) -> &mut Sql {
+        self.bind(Bind::Int(value))
+    }
+
+    pub fn bind_float(&mut self, value: f64) -> &mut Sql {
+        self.bind(Bind::Float(value))
+    }
+
+    /// `(?, ?, ...)` with one placeholder per value.
+    pub fn bind_list<'v>(&mut self, values: impl IntoIterator<Item = &'v str>) -> &mut Sql {
+        self.push("(");
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind_text(v);
+        }
+        self.push(")")
+    }
+
+    /// Appends `(1, 2, 3)`: integers the server owns, written literally so that the planner
+    /// sees them. An empty list becomes `(NULL)`, which matches nothing.
+    pub fn int_list(&mut self, values: impl IntoIterator<Item = i64>) -> &mut Sql {
+        let mut text = String::from("(");
+        for v in values {
+            if text.len() > 1 {
+                text.push_str(", ");
+            }
+            text.push_str(&v.to_string());
+        }
+        if text.len() == 1 {
+            text.push_str("NULL");
+        }
+        text.push(')');
+        self.push(&text)
+    }
+
+    /// Runs the query and reads its rows.
+    pub fn load<R>(&self, conn: &mut DbConnection) -> QueryResult<Vec<R>>
+    where
+        R: QueryableByName<Sqlite> + QueryableByName<Pg> + 'static,
+    {
+        log::debug!(target: "carnet::store::sql", "{} -- {:?}", self.text, self.binds);
+        match conn {
+            DbConnection::Sqlite(c) => bound::<Sqlite>(&self.text, &self.binds).load(c),
+            DbConnection::Postgres(c) => bound::<Pg>(&self.text, &self.binds).load(c),
+        }
+    }
+}
+
+fn bound<'a, DB>(text: &str, binds: &'a [Bind]) -> BoxedSqlQuery<'a, DB, diesel::query_builder::SqlQuery>
+where
+    DB: diesel::backend::Backend
+        + diesel::sql_types::HasSqlType<BigInt>
+        + diesel::sql_types::HasSqlType<Double>
+        + diesel::sql_types::HasSqlType<Text>,
+    i64: diesel::serialize::ToSql<BigInt, DB>,
+    f64: diesel::serialize::ToSql<Double, DB>,
+    str: diesel::serialize::ToSql<Text, DB>,
+{
+    let mut query = diesel::sql_query(text).into_boxed::<DB>();
+    for b in binds {
+        query = match b {
+            Bind::Int(v) => query.bind::<BigInt, _>(*v),
+            Bind::Float(v) => query.bind::<Double, _>(*v),
+            Bind::Text(v) => query.bind::<Text, _>(v.as_str()),
+        };
+    }
+    query
+}
