@@ -94,6 +94,8 @@ def compact_type(sd):
             raise GenerationError(f"{sd['url']}: element {path} outside {root}")
         rel = path[len(root) + 1:]
         out = {"min": element["min"], "max": max_value(element["max"])}
+        if element.get("isSummary"):
+            out["summary"] = True
         if "contentReference" in element:
             target = element["contentReference"]
             if not target.startswith("#" + root + "."):

@@ -216,6 +216,8 @@ pub struct ElementDef {
     /// For inline and content-referenced elements, the node holding their children.
     pub node: Option<NodeId>,
     pub binding: Option<Binding>,
+    /// `isSummary`: part of the `_summary=true` subset (inside its parent, when that is kept).
+    pub summary: bool,
     /// The node this element is a key of.
     parent: NodeId,
 }
@@ -467,6 +469,9 @@ struct RawElement<'a> {
     content_ref: Option<&'a str>,
     #[serde(default, borrow)]
     vs: Option<&'a str>,
+    /// `isSummary`, written only when true.
+    #[serde(default)]
+    summary: bool,
 }
 
 // ------------------------------------------------------------------------- building
@@ -646,6 +651,7 @@ fn build_type(
             choice_keys: Vec::new(),
             node,
             binding,
+            summary: e.summary,
             parent: ROOT_NODE,
         });
     }
@@ -807,6 +813,33 @@ mod tests {
         assert_eq!(contact.max, Max::Unbounded);
         let name = patient.child(contact.node.unwrap(), "name").unwrap();
         assert_eq!(&*patient.element(name.element).path, "contact.name");
+    }
+
+    #[test]
+    fn summary_flags() {
+        let defs = r4();
+        let patient = defs.type_def(defs.resource_type("Patient").unwrap());
+        let flag =
+            |ty: &TypeDef, node, key| ty.element(ty.child(node, key).unwrap().element).summary;
+        assert!(flag(patient, ROOT_NODE, "birthDate"));
+        assert!(flag(patient, ROOT_NODE, "deceasedBoolean"));
+        assert!(!flag(patient, ROOT_NODE, "text"));
+        assert!(!flag(patient, ROOT_NODE, "contact"));
+        let link = patient.element(patient.child(ROOT_NODE, "link").unwrap().element);
+        assert!(link.summary);
+        assert!(flag(patient, link.node.unwrap(), "other"));
+        assert!(!flag(patient, link.node.unwrap(), "id"));
+        let attachment = defs.type_def(defs.type_id("Attachment").unwrap());
+        assert!(flag(attachment, ROOT_NODE, "url"));
+        assert!(!flag(attachment, ROOT_NODE, "data"));
+        assert_eq!(
+            defs.types
+                .iter()
+                .flat_map(|t| &t.elements)
+                .filter(|e| e.summary)
+                .count(),
+            3269
+        );
     }
 
     #[test]

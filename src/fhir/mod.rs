@@ -11,4 +11,5 @@ pub mod outcome;
 pub mod patch;
 pub mod search;
 pub mod served;
+pub mod summary;
 pub mod validate;
