@@ -4,7 +4,8 @@
 //!   `fhir-profiles/search_parameters.py`, embedded and compiled once;
 //! - [`fhirpath`]: a typed evaluator of the FHIRPath subset those expressions use;
 //! - [`extract`]: from a resource to typed [`IndexEntry`] values (string, token, reference,
-//!   date interval, number/quantity range, uri, composite tuple).
+//!   date interval, number/quantity range, uri, composite tuple);
+//! - [`ucum`]: UCUM codes reduced to canonical units, for quantity comparisons.
 //!
 //! Pure: no HTTP, no SQL. The search API itself is not served yet.
 
@@ -13,6 +14,7 @@ pub mod fhirpath;
 pub mod normalize;
 pub mod params;
 pub mod query;
+pub mod ucum;
 
 pub use extract::{extract, index_entries, ExtractError, IndexEntry, IndexValue};
 pub use params::{r4, ParamType, SearchParam, SearchParams};
