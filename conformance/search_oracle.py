@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import fhirpathpy
+from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models as _fhirpath_models
 
 R4_MODEL = _fhirpath_models["r4"]
@@ -107,7 +108,8 @@ def _resolve(inputs: list) -> list:
         if rtype is None and isinstance(r.get("type"), str):
             rtype = r["type"]
         if rtype:
-            out.append({"resourceType": rtype})
+            # a typed node, so that `is T` sees the type (a plain dict would be untyped)
+            out.append(ResourceNode.create_node({"resourceType": rtype}, rtype))
     return out
 
 

@@ -48,6 +48,7 @@ SKIPPED_PARAMS = {
     "_query": "named queries, no FHIRPath expression",
     "_filter": "no FHIRPath expression",
 }
+QUERY_SAFE = ":|,$/"  # left as they are in query strings (readable); `+` and spaces are encoded
 MAX_SHOWN = 60  # disagreements printed in the failure message (all go to the report file)
 
 
@@ -160,7 +161,7 @@ class Query:
 
     def text(self) -> str:
         params = list(self.clauses) + ([("_sort", self.sort)] if self.sort else [])
-        return f"{self.rtype}?{urlencode(params)}"
+        return f"{self.rtype}?{urlencode(params, safe=QUERY_SAFE)}"
 
 
 def _fmt_second(us: int, offset_minutes: int = 0) -> str:
@@ -359,7 +360,7 @@ def run_search(fhir: Fhir, server, query: Query, use_post: bool) -> tuple[list[s
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
     else:
-        resp = fhir.get(f"{query.rtype}?{urlencode(params)}")
+        resp = fhir.get(f"{query.rtype}?{urlencode(params, safe=QUERY_SAFE)}")
     ids: list[str] = []
     pages = 0
     while True:
@@ -480,3 +481,72 @@ def test_search_matches_oracle(server, fhir, dataset, loaded, tmp_path):
     if problems:
         shown = "\n\n".join(problems[:MAX_SHOWN])
         pytest.fail(f"{summary}\nFull report: {report}\n\n{shown}", pytrace=False)
+
+
+# --------------------------------------------------------------------------------------------
+# The oracle checked on hand-made cases (no server): the rules above, worked out by hand.
+# --------------------------------------------------------------------------------------------
+
+
+def test_oracle_rules_by_hand():
+    params = so.load_params(PARAMS_TABLE, SERVED_TYPES)
+    obs = [
+        {"resourceType": "Observation", "id": "a", "status": "final",
+         "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6", "display": "Systolic"}], "text": "Blood Pressure"},
+         "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2020-03-05T10:00:00+01:00",
+         "valueQuantity": {"value": Decimal("120"), "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+        {"resourceType": "Observation", "id": "b", "status": "final", "code": {"coding": [{"code": "x"}]},
+         "subject": {"reference": "Group/g"}, "effectivePeriod": {"start": "2020-03"},
+         "valueQuantity": {"value": Decimal("120.3"), "unit": "mm[Hg]"}},
+        {"resourceType": "Observation", "id": "c", "status": "final", "code": {"text": "Crème"},
+         "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                        "valueQuantity": {"value": Decimal("5.40"), "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}]},
+        {"resourceType": "Patient", "id": "p1", "name": [{"family": "Éléonore", "given": ["Zoë"]}],
+         "identifier": [{"system": "urn:s", "value": "42"}], "birthDate": "2001"},
+    ]
+    index = so.Index(params, obs)
+    cases = [
+        ("Observation", [("date", "2020-03-05")], {"a"}),  # 09:00Z lies within that UTC day
+        ("Observation", [("date", "eq2020-03")], {"a"}),  # b's Period is open-ended: not contained
+        ("Observation", [("date", "gt2020-03")], {"b"}),
+        ("Observation", [("date", "ge2020-03")], {"a", "b"}),
+        ("Observation", [("date", "lt2020-03-05T09:00:00Z")], {"b"}),
+        ("Observation", [("date", "le2020-03-05T10:00:00+01:00")], {"a", "b"}),
+        ("Observation", [("date", "sa2020-02")], {"a", "b"}),
+        ("Observation", [("date", "eb2021")], {"a"}),
+        ("Observation", [("date", "ne2020-03-05")], {"b"}),
+        ("Observation", [("value-quantity", "120")], {"a", "b"}),
+        ("Observation", [("value-quantity", "120.0")], set()),  # 120 is [119.5, 120.5): not inside
+        ("Observation", [("value-quantity", "gt120")], set()),
+        ("Observation", [("value-quantity", "gt120.2")], {"a", "b"}),
+        ("Observation", [("value-quantity", "120||mm[Hg]")], {"a", "b"}),
+        ("Observation", [("value-quantity", "120|http://unitsofmeasure.org|mm[Hg]")], {"a"}),
+        ("Observation", [("component-value-quantity", "5.4")], {"c"}),
+        ("Observation", [("code-value-quantity", "http://loinc.org|8480-6$120")], {"a"}),
+        ("Observation", [("combo-code-value-quantity", "http://loinc.org|8480-6$lt6")], {"c"}),
+        ("Observation", [("code", "8480-6")], {"a"}),
+        ("Observation", [("code", "|x")], {"b"}),
+        ("Observation", [("code", "http://loinc.org|")], {"a"}),
+        ("Observation", [("code:not", "http://loinc.org|8480-6")], {"b", "c"}),
+        ("Observation", [("code:text", "blood p")], {"a"}),
+        ("Observation", [("code:text", "CREME")], {"c"}),
+        ("Observation", [("patient", "Patient/p1")], {"a"}),
+        ("Observation", [("subject", "Group/g,Patient/p1")], {"a", "b"}),
+        ("Observation", [("subject:missing", "true")], {"c"}),
+        ("Observation", [("subject:Patient.name", "eleo")], {"a"}),
+        ("Observation", [("patient.identifier", "urn:s|42")], {"a"}),
+        ("Observation", [("code", "8480-6,x"), ("date", "ge2020")], {"a", "b"}),
+        ("Patient", [("_has:Observation:patient:code", "8480-6")], {"p1"}),
+        ("Patient", [("name", "ZOE")], {"p1"}),
+        ("Patient", [("family:exact", "Éléonore")], {"p1"}),
+        ("Patient", [("family:exact", "eleonore")], set()),
+        ("Patient", [("family:contains", "LEON")], {"p1"}),
+        ("Patient", [("birthdate", "2001-06")], set()),
+        ("Patient", [("birthdate", "le2001-06")], {"p1"}),
+    ]
+    wrong = []
+    for rtype, clauses, want in cases:
+        got = so.evaluate_query(index, rtype, clauses)
+        if got != want:
+            wrong.append(f"{rtype}?{urlencode(clauses)}: oracle says {sorted(got)}, by hand {sorted(want)}")
+    assert not wrong, "\n".join(wrong)

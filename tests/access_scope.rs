@@ -3,6 +3,7 @@
 mod common;
 
 use carnet::access::AccessScope;
+use carnet::store::search::SearchRequest;
 use carnet::store::{DatabaseUrl, Prepared, Prior, Store, WriteMethod, WriteTarget};
 use common::{Backend, TestDatabase};
 
@@ -33,6 +34,109 @@ fn write(
         .write(scope, &target, &mut prepare)
         .map(|w| w.version)
         .map_err(|e| format!("{e:?}"))
+}
+
+/// Writes a real resource, indexed as the server would, into the given compartments (chosen
+/// by the test, so that a resource can point at a patient outside its own compartments).
+fn write_indexed(store: &Store, resource: serde_json::Value, patients: &[&str]) {
+    let res_type = resource["resourceType"].as_str().unwrap().to_string();
+    let id = resource["id"].as_str().unwrap().to_string();
+    let target = WriteTarget {
+        res_type: &res_type,
+        res_id: &id,
+        method: WriteMethod::Put,
+        if_match: None,
+        must_be_new: false,
+        needs_current_body: false,
+    };
+    let patients: Vec<String> = patients.iter().map(|p| p.to_string()).collect();
+    let index = carnet::fhir::search::index_entries(&resource, "http://localhost/fhir").unwrap();
+    let mut prepare = |_: Prior<'_>, _: i64, _: i64| {
+        Ok::<_, String>(Prepared {
+            patients: patients.clone(),
+            index: index.clone(),
+            body: resource.to_string(),
+        })
+    };
+    store.write(&AccessScope::Everything, &target, &mut prepare).unwrap();
+}
+
+fn search(store: &Store, scope: &AccessScope, res_type: &str, query: &str) -> (Vec<String>, Option<i64>) {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
+    let parsed = carnet::fhir::search::query::parse(
+        carnet::fhir::search::r4(),
+        &[res_type],
+        &pairs,
+        "http://localhost/fhir",
+        false,
+    )
+    .unwrap();
+    let request = SearchRequest {
+        query: &parsed,
+        compartment: None,
+        count: 100,
+        cursor: None,
+        max_included: 100,
+    };
+    let page = store.search(scope, &request).unwrap();
+    let mut ids: Vec<String> = page
+        .matches
+        .iter()
+        .map(|f| f.res_id.clone())
+        .chain(page.included.iter().map(|f| format!("+{}", f.res_id)))
+        .collect();
+    ids.sort();
+    (ids, page.total)
+}
+
+fn search_is_scoped_in_sql(backend: Backend) {
+    let db = TestDatabase::new(backend);
+    let store = Store::open(&DatabaseUrl::parse(&db.url).unwrap(), 2).unwrap();
+    store.migrate().unwrap();
+    store
+        .register_search_params(
+            carnet::fhir::search::r4(),
+            carnet::fhir::served::served_types(),
+        )
+        .unwrap();
+    let patient = |id: &str, name: &str| {
+        serde_json::json!({"resourceType": "Patient", "id": id, "name": [{"family": name}]})
+    };
+    let obs = |id: &str, subject: &str| {
+        serde_json::json!({"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+            "subject": {"reference": format!("Patient/{subject}")}})
+    };
+    write_indexed(&store, patient("a", "alice"), &["a"]);
+    write_indexed(&store, patient("b", "bob"), &["b"]);
+    write_indexed(&store, obs("oa", "a"), &["a"]);
+    write_indexed(&store, obs("ob", "b"), &["b"]);
+    // Visible to a, but pointing at b, whom a's scope cannot see.
+    write_indexed(&store, obs("oc", "b"), &["a"]);
+
+    let all = AccessScope::Everything;
+    let only_a = AccessScope::Patients(vec!["a".into()]);
+    let code = "code=http://loinc.org|29463-7&_total=accurate";
+    assert_eq!(search(&store, &all, "Observation", code), (vec!["oa".into(), "ob".into(), "oc".into()], Some(3)));
+    assert_eq!(search(&store, &only_a, "Observation", code), (vec!["oa".into(), "oc".into()], Some(2)));
+    // Chains, reverse chains and includes never reach past the scope.
+    assert_eq!(search(&store, &all, "Observation", "subject.name=bob").0, ["ob", "oc"]);
+    assert!(search(&store, &only_a, "Observation", "subject.name=bob").0.is_empty());
+    assert_eq!(search(&store, &all, "Patient", "_has:Observation:subject:code=29463-7").0, ["a", "b"]);
+    assert_eq!(search(&store, &only_a, "Patient", "_has:Observation:subject:code=29463-7").0, ["a"]);
+    assert_eq!(search(&store, &only_a, "Observation", "_id=oc&_include=Observation:subject").0, ["oc"]);
+    assert_eq!(search(&store, &all, "Observation", "_id=oc&_include=Observation:subject").0, ["+b", "oc"]);
+    assert_eq!(search(&store, &only_a, "Patient", "_revinclude=Observation:subject").0, ["+oa", "a"]);
+}
+
+#[test]
+fn search_is_scoped_in_sql_on_sqlite() {
+    search_is_scoped_in_sql(Backend::Sqlite);
+}
+
+#[test]
+fn search_is_scoped_in_sql_on_postgres() {
+    search_is_scoped_in_sql(Backend::Postgres);
 }
 
 fn scope_is_enforced_in_sql(backend: Backend) {

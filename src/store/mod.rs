@@ -3,6 +3,7 @@
 //! stores opaque JSON text with the keys the `fhir` layer computed.
 
 pub mod backend;
+pub mod conditional;
 mod group_commit;
 mod history;
 mod resources;

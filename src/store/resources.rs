@@ -200,17 +200,7 @@ impl Store {
         prepare: &mut dyn FnMut(Prior<'_>, i64, i64) -> Result<Prepared, E>,
     ) -> Result<Written, WriteError<E>> {
         let ids = self.search_ids()?;
-        self.write_with(|conn| {
-            for _ in 0..MAX_WRITE_ATTEMPTS {
-                match conn.transaction(|conn| write_attempt(conn, ids, scope, target, prepare)) {
-                    Ok(written) => return Ok(written),
-                    Err(Attempt::Retry) => continue,
-                    Err(Attempt::Fail(e)) => return Err(WriteError::Store(e)),
-                    Err(Attempt::Rejected(e)) => return Err(WriteError::Rejected(e)),
-                }
-            }
-            Err(WriteError::Store(StoreError::Contention))
-        })
+        self.write_with(|conn| write_in(conn, ids, scope, target, prepare))
     }
 
     /// Deletes a resource by writing a tombstone version.
@@ -225,6 +215,25 @@ impl Store {
             conn.transaction(|conn| delete_in(conn, scope, res_type, res_id, if_match))
         })
     }
+}
+
+/// A write on `conn`, started over when it lost a race to create the same id.
+pub(super) fn write_in<E>(
+    conn: &mut DbConnection,
+    ids: &ParamIds,
+    scope: &AccessScope,
+    target: &WriteTarget<'_>,
+    prepare: &mut dyn FnMut(Prior<'_>, i64, i64) -> Result<Prepared, E>,
+) -> Result<Written, WriteError<E>> {
+    for _ in 0..MAX_WRITE_ATTEMPTS {
+        match conn.transaction(|conn| write_attempt(conn, ids, scope, target, prepare)) {
+            Ok(written) => return Ok(written),
+            Err(Attempt::Retry) => continue,
+            Err(Attempt::Fail(e)) => return Err(WriteError::Store(e)),
+            Err(Attempt::Rejected(e)) => return Err(WriteError::Rejected(e)),
+        }
+    }
+    Err(WriteError::Store(StoreError::Contention))
 }
 
 /// Locks the row of `res_type/res_id` until the transaction ends and returns its state.
@@ -369,7 +378,7 @@ fn current_body(
         .first::<Option<String>>(conn)
 }
 
-fn delete_in(
+pub(super) fn delete_in(
     conn: &mut DbConnection,
     scope: &AccessScope,
     res_type: &str,

@@ -14,6 +14,7 @@ pub mod fhirpath;
 pub mod normalize;
 pub mod params;
 pub mod query;
+pub mod reference_doc;
 pub mod ucum;
 
 pub use extract::{extract, index_entries, ExtractError, IndexEntry, IndexValue};

@@ -18,6 +18,9 @@
 
 use std::collections::BTreeMap;
 
+/// The UCUM code system URI, the `system` of quantities whose units convert.
+pub const SYSTEM: &str = "http://unitsofmeasure.org";
+
 /// A unit reduced to base units.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Canonical {

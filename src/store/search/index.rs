@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 
 use super::keys::{ParamIds, COMPONENT_SEPARATOR};
-use crate::fhir::search::{IndexEntry, IndexValue};
+use crate::fhir::search::{ucum, IndexEntry, IndexValue};
 use crate::store::backend::{on_backend, DbConnection};
 use crate::store::schema::{
     search_date, search_number, search_quantity, search_reference, search_string, search_token,
@@ -166,6 +166,16 @@ impl IndexRows {
                 unit,
             } => {
                 let (low, high) = point_or_range(text, *low, *high);
+                let is_ucum = system.as_deref() == Some(ucum::SYSTEM);
+                let canonical = code.as_deref().filter(|_| is_ucum).and_then(ucum::canonical);
+                let (canon_unit, canon_low, canon_high) = match canonical {
+                    Some(c) => (
+                        c.unit,
+                        (low * c.factor).max(f64::MIN),
+                        (high * c.factor).min(f64::MAX),
+                    ),
+                    None => (String::new(), low, high),
+                };
                 let code = code.as_deref().or(unit.as_deref()).unwrap_or("");
                 self.quantity.push(QuantityRow {
                     param,
@@ -174,9 +184,9 @@ impl IndexRows {
                     high,
                     system: cut(system.as_deref().unwrap_or("")),
                     code: cut(code),
-                    canon_unit: String::new(),
-                    canon_low: low,
-                    canon_high: high,
+                    canon_unit,
+                    canon_low,
+                    canon_high,
                 });
             }
             IndexValue::Uri(uri) => self.uri.push((param, grp, cut(uri))),

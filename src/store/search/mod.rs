@@ -166,10 +166,19 @@ impl Store {
         scope: &AccessScope,
         request: &SearchRequest<'_>,
     ) -> Result<SearchPage, SearchError> {
+        self.search_on(&mut *self.conn()?, scope, request)
+    }
+
+    /// [`Store::search`] on a given connection (inside a write transaction for conditional
+    /// interactions).
+    pub(crate) fn search_on(
+        &self,
+        conn: &mut DbConnection,
+        scope: &AccessScope,
+        request: &SearchRequest<'_>,
+    ) -> Result<SearchPage, SearchError> {
         let ids = self.search_ids()?;
         let backend = self.backend;
-        let mut conn = self.conn()?;
-        let conn = &mut *conn;
         let query = request.query;
         if query.sort.len() > MAX_SORT_KEYS {
             return Err(PlanError::Unsupported(format!(

@@ -16,7 +16,7 @@ use crate::fhir::search::query::{
     Clause, DateValue, NumberValue, ParamKey, Prefix, SortBy, SortKey, StringMode, SystemMatch,
     UriMode, Value,
 };
-use crate::fhir::search::ParamType;
+use crate::fhir::search::{ucum, ParamType};
 
 /// A search the index cannot answer (the parser accepts only indexed parameters, so this is
 /// rare: an expression outside the supported FHIRPath subset, a sort on a composite).
@@ -467,26 +467,12 @@ impl<'a> Planner<'a> {
                 let (low, high) = (format!("{x}.low"), format!("{x}.high"));
                 self.date(&low, &high, date);
             }
-            Value::Number(n) => number(sql, x, n),
+            Value::Number(n) => number(sql, &format!("{x}.low"), &format!("{x}.high"), n),
             Value::Quantity {
                 number: n,
                 system,
                 code,
-            } => {
-                number(sql, x, n);
-                if let Some(code) = code {
-                    sql.push(&format!(" AND {x}.code = ")).bind_text(&cut(code));
-                    match system {
-                        SystemMatch::Any => {}
-                        SystemMatch::Absent => {
-                            sql.push(&format!(" AND {x}.system = ''"));
-                        }
-                        SystemMatch::Is(s) => {
-                            sql.push(&format!(" AND {x}.system = ")).bind_text(&cut(s));
-                        }
-                    }
-                }
-            }
+            } => quantity(sql, x, n, system, code.as_deref()),
             Value::Uri { mode, text } => match mode {
                 UriMode::Exact => {
                     sql.push(&format!("{x}.uri = ")).bind_text(&cut(text));
@@ -642,9 +628,41 @@ fn token(sql: &mut Sql, x: &str, system: &SystemMatch, code: Option<&str>) {
     }
 }
 
+/// A quantity: in canonical UCUM units when the search gives a UCUM unit that has a canonical
+/// form (`5.4|http://unitsofmeasure.org|mmol/L` finds `5400 umol/L`), else the number with
+/// the unit compared as written (`value||code` matches the code or the unit text).
+fn quantity(sql: &mut Sql, x: &str, n: &NumberValue, system: &SystemMatch, code: Option<&str>) {
+    let is_ucum = matches!(system, SystemMatch::Is(s) if s == ucum::SYSTEM);
+    if let Some(canonical) = code.filter(|_| is_ucum).and_then(ucum::canonical) {
+        let f = canonical.factor;
+        let scaled = NumberValue {
+            prefix: n.prefix,
+            value: n.value * f,
+            low: n.low * f,
+            high: n.high * f,
+        };
+        sql.push(&format!("{x}.canon_unit = ")).bind_text(&canonical.unit);
+        sql.push(" AND ");
+        number(sql, &format!("{x}.canon_low"), &format!("{x}.canon_high"), &scaled);
+        return;
+    }
+    number(sql, &format!("{x}.low"), &format!("{x}.high"), n);
+    if let Some(code) = code {
+        sql.push(&format!(" AND {x}.code = ")).bind_text(&cut(code));
+        match system {
+            SystemMatch::Any => {}
+            SystemMatch::Absent => {
+                sql.push(&format!(" AND {x}.system = ''"));
+            }
+            SystemMatch::Is(s) => {
+                sql.push(&format!(" AND {x}.system = ")).bind_text(&cut(s));
+            }
+        }
+    }
+}
+
 /// Numbers and quantities: the row holds `[low, high]`, equal for a plain value.
-fn number(sql: &mut Sql, x: &str, n: &NumberValue) {
-    let (low, high) = (format!("{x}.low"), format!("{x}.high"));
+fn number(sql: &mut Sql, low: &str, high: &str, n: &NumberValue) {
     match n.prefix {
         Prefix::Eq => {
             sql.push(&format!("({low} >= ")).bind_float(n.low);
