@@ -1554,3 +1554,7 @@ impl<'a> Parser<'a> {
         }])
     }
 }
+
+#[cfg(test)]
+#[path = "query_tests.rs"]
+mod tests;
