@@ -33,7 +33,7 @@ use super::params::{ParamType, SearchParam, SearchParams};
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SearchQuery {
     /// The types searched: one for a type search, the `_type` list (or empty: every served
-    /// type) for a system search.
+    /// type, i.e. every type given to [`parse`]) for a system search.
     pub types: Vec<String>,
     pub clauses: Vec<Clause>,
     pub sort: Vec<SortKey>,
@@ -47,9 +47,12 @@ pub struct SearchQuery {
     pub revincludes: Vec<Include>,
     /// `_cursor`: the opaque paging token of a `next`/`previous` link, passed through.
     pub cursor: Option<String>,
-    /// The parameters as understood, in canonical text, for the bundle's `self` link.
+    /// The parameters as understood, in canonical text, for the bundle's `self` link, in
+    /// request order: names and values as given, except `_include:recurse` written
+    /// `_include:iterate`, `_count` as a plain integer, `_type` and `_elements` without
+    /// duplicates. Leaves out `_cursor`, `_format`, `_pretty` and ignored parameters.
     pub applied: Vec<(String, String)>,
-    /// Parameter names ignored under `Prefer: handling=lenient`.
+    /// Parameter names (as given) ignored under `Prefer: handling=lenient`.
     pub ignored: Vec<String>,
 }
 
@@ -122,8 +125,8 @@ pub enum Value {
     Date(DateValue),
     /// `number`: the search value's exact value and its implicit precision range.
     Number(NumberValue),
-    /// `value|system|code`; `value||code` matches the code or the unit text; `value` alone
-    /// matches whatever the unit.
+    /// `value|system|code`; `value||code` (system `Any`) matches the code or the unit text;
+    /// `value` alone (system `Any`, no code) matches whatever the unit.
     Quantity {
         number: NumberValue,
         system: SystemMatch,
