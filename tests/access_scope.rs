@@ -58,10 +58,17 @@ fn write_indexed(store: &Store, resource: serde_json::Value, patients: &[&str]) 
             body: resource.to_string(),
         })
     };
-    store.write(&AccessScope::Everything, &target, &mut prepare).unwrap();
+    store
+        .write(&AccessScope::Everything, &target, &mut prepare)
+        .unwrap();
 }
 
-fn search(store: &Store, scope: &AccessScope, res_type: &str, query: &str) -> (Vec<String>, Option<i64>) {
+fn search(
+    store: &Store,
+    scope: &AccessScope,
+    res_type: &str,
+    query: &str,
+) -> (Vec<String>, Option<i64>) {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
     let parsed = carnet::fhir::search::query::parse(
         carnet::fhir::search::r4(),
@@ -99,9 +106,7 @@ fn search_is_scoped_in_sql(backend: Backend) {
             carnet::fhir::served::served_types(),
         )
         .unwrap();
-    let patient = |id: &str, name: &str| {
-        serde_json::json!({"resourceType": "Patient", "id": id, "name": [{"family": name}]})
-    };
+    let patient = |id: &str, name: &str| serde_json::json!({"resourceType": "Patient", "id": id, "name": [{"family": name}]});
     let obs = |id: &str, subject: &str| {
         serde_json::json!({"resourceType": "Observation", "id": id, "status": "final",
             "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
@@ -117,16 +122,72 @@ fn search_is_scoped_in_sql(backend: Backend) {
     let all = AccessScope::Everything;
     let only_a = AccessScope::Patients(vec!["a".into()]);
     let code = "code=http://loinc.org|29463-7&_total=accurate";
-    assert_eq!(search(&store, &all, "Observation", code), (vec!["oa".into(), "ob".into(), "oc".into()], Some(3)));
-    assert_eq!(search(&store, &only_a, "Observation", code), (vec!["oa".into(), "oc".into()], Some(2)));
+    assert_eq!(
+        search(&store, &all, "Observation", code),
+        (vec!["oa".into(), "ob".into(), "oc".into()], Some(3))
+    );
+    assert_eq!(
+        search(&store, &only_a, "Observation", code),
+        (vec!["oa".into(), "oc".into()], Some(2))
+    );
     // Chains, reverse chains and includes never reach past the scope.
-    assert_eq!(search(&store, &all, "Observation", "subject.name=bob").0, ["ob", "oc"]);
-    assert!(search(&store, &only_a, "Observation", "subject.name=bob").0.is_empty());
-    assert_eq!(search(&store, &all, "Patient", "_has:Observation:subject:code=29463-7").0, ["a", "b"]);
-    assert_eq!(search(&store, &only_a, "Patient", "_has:Observation:subject:code=29463-7").0, ["a"]);
-    assert_eq!(search(&store, &only_a, "Observation", "_id=oc&_include=Observation:subject").0, ["oc"]);
-    assert_eq!(search(&store, &all, "Observation", "_id=oc&_include=Observation:subject").0, ["+b", "oc"]);
-    assert_eq!(search(&store, &only_a, "Patient", "_revinclude=Observation:subject").0, ["+oa", "a"]);
+    assert_eq!(
+        search(&store, &all, "Observation", "subject.name=bob").0,
+        ["ob", "oc"]
+    );
+    assert!(search(&store, &only_a, "Observation", "subject.name=bob")
+        .0
+        .is_empty());
+    assert_eq!(
+        search(
+            &store,
+            &all,
+            "Patient",
+            "_has:Observation:subject:code=29463-7"
+        )
+        .0,
+        ["a", "b"]
+    );
+    assert_eq!(
+        search(
+            &store,
+            &only_a,
+            "Patient",
+            "_has:Observation:subject:code=29463-7"
+        )
+        .0,
+        ["a"]
+    );
+    assert_eq!(
+        search(
+            &store,
+            &only_a,
+            "Observation",
+            "_id=oc&_include=Observation:subject"
+        )
+        .0,
+        ["oc"]
+    );
+    assert_eq!(
+        search(
+            &store,
+            &all,
+            "Observation",
+            "_id=oc&_include=Observation:subject"
+        )
+        .0,
+        ["+b", "oc"]
+    );
+    assert_eq!(
+        search(
+            &store,
+            &only_a,
+            "Patient",
+            "_revinclude=Observation:subject"
+        )
+        .0,
+        ["+oa", "a"]
+    );
 }
 
 #[test]

@@ -24,7 +24,12 @@ pub fn history_bundle(
         .map(|e| e.body.as_ref().map_or(0, String::len) + 256)
         .sum();
     let mut out = String::with_capacity(size + 512);
-    open(&mut out, "history", total, &[("self", Some(self_link)), ("next", next_link)]);
+    open(
+        &mut out,
+        "history",
+        total,
+        &[("self", Some(self_link)), ("next", next_link)],
+    );
     if !entries.is_empty() {
         out.push_str(r#","entry":["#);
         for (i, entry) in entries.iter().enumerate() {

@@ -129,7 +129,9 @@ impl From<SearchError> for ApiError {
     fn from(e: SearchError) -> ApiError {
         match e {
             SearchError::Store(e) => e.into(),
-            SearchError::Plan(e) => ApiError::bad_request(Issue::error("not-supported", e.to_string())),
+            SearchError::Plan(e) => {
+                ApiError::bad_request(Issue::error("not-supported", e.to_string()))
+            }
             SearchError::BadCursor => {
                 ApiError::bad_request(Issue::error("value", e.to_string()).at("_cursor"))
             }

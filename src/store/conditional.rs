@@ -19,7 +19,11 @@ use crate::fhir::search::query::SearchQuery;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
     None,
-    One { res_id: String, version: i64, body: String },
+    One {
+        res_id: String,
+        version: i64,
+        body: String,
+    },
     /// More than one: the specification's 412 for create, update, patch and delete.
     Many,
 }

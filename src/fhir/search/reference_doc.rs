@@ -60,11 +60,19 @@ pub fn markdown(params: &SearchParams, types: &[&str]) -> String {
             ParamType::Composite => "per component",
             _ => "none",
         };
-        let _ = writeln!(out, "| {} | {} | {prefixes} |", kind_name(kind), modifiers(kind));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {prefixes} |",
+            kind_name(kind),
+            modifiers(kind)
+        );
     }
     out.push_str("\n## Parameters per resource type\n");
     for ty in types {
-        let _ = write!(out, "\n### {ty}\n\n| parameter | type | expression |\n| --- | --- | --- |\n");
+        let _ = write!(
+            out,
+            "\n### {ty}\n\n| parameter | type | expression |\n| --- | --- | --- |\n"
+        );
         let mut rows: Vec<_> = params.for_type(ty).collect();
         rows.sort_by(|a, b| a.code.cmp(&b.code));
         for p in rows {

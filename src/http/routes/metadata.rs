@@ -32,7 +32,9 @@ fn codes(levels: &[Level]) -> Vec<Value> {
             seen.push(i.code);
         }
     }
-    seen.into_iter().map(|code| json!({ "code": code })).collect()
+    seen.into_iter()
+        .map(|code| json!({ "code": code }))
+        .collect()
 }
 
 pub fn build(base_url: &str) -> Value {

@@ -296,7 +296,10 @@ fn shape(state: &AppState, query: &SearchQuery, body: &str) -> Result<String, Ap
         return Ok(body.to_string());
     }
     let mut resource = json::parse_strict(body.as_bytes()).map_err(|e| {
-        ApiError::internal(format!("a stored resource is unreadable: {}", e.diagnostics))
+        ApiError::internal(format!(
+            "a stored resource is unreadable: {}",
+            e.diagnostics
+        ))
     })?;
     if query.summary != Summary::False {
         summary::summarize(state.definitions, &mut resource, query.summary);
@@ -342,7 +345,11 @@ fn encode_cursor(cursor: &SearchCursor, fingerprint: &str) -> String {
 fn decode_cursor(text: &str, fingerprint: &str) -> Result<SearchCursor, ApiError> {
     let bad = |why: &str| {
         ApiError::bad_request(
-            Issue::error("value", format!("_cursor: {why}; follow the Bundle's links")).at("_cursor"),
+            Issue::error(
+                "value",
+                format!("_cursor: {why}; follow the Bundle's links"),
+            )
+            .at("_cursor"),
         )
     };
     let (owner, cursor) = text

@@ -102,6 +102,9 @@ mod tests {
         };
         assert_eq!(SearchCursor::decode(&cursor.encode()), Some(cursor));
         assert_eq!(SearchCursor::decode("nope"), None);
-        assert_eq!(SearchCursor::decode(&URL_SAFE_NO_PAD.encode("[\"a\",[],\"x\"]")), None);
+        assert_eq!(
+            SearchCursor::decode(&URL_SAFE_NO_PAD.encode("[\"a\",[],\"x\"]")),
+            None
+        );
     }
 }

@@ -167,7 +167,10 @@ impl IndexRows {
             } => {
                 let (low, high) = point_or_range(text, *low, *high);
                 let is_ucum = system.as_deref() == Some(ucum::SYSTEM);
-                let canonical = code.as_deref().filter(|_| is_ucum).and_then(ucum::canonical);
+                let canonical = code
+                    .as_deref()
+                    .filter(|_| is_ucum)
+                    .and_then(ucum::canonical);
                 let (canon_unit, canon_low, canon_high) = match canonical {
                     Some(c) => (
                         c.unit,

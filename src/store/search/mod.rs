@@ -394,7 +394,12 @@ impl Store {
         } else {
             let targets: Vec<&TypedKey> = sources
                 .iter()
-                .filter(|s| include.target_type.as_ref().is_none_or(|t| *t == s.res_type))
+                .filter(|s| {
+                    include
+                        .target_type
+                        .as_ref()
+                        .is_none_or(|t| *t == s.res_type)
+                })
                 .collect();
             if targets.is_empty() {
                 return Ok(Vec::new());

@@ -169,7 +169,10 @@ impl<'a> Planner<'a> {
             .map(i64::from)
             .collect();
         if ids.is_empty() {
-            let code = name.split([':', COMPONENT_SEPARATOR]).next().unwrap_or(name);
+            let code = name
+                .split([':', COMPONENT_SEPARATOR])
+                .next()
+                .unwrap_or(name);
             return Err(PlanError::NotIndexed(code.to_string()));
         }
         Ok(ids)
@@ -208,9 +211,10 @@ impl<'a> Planner<'a> {
     /// ` AND alias.res_key IN (<keys of the scope's compartments>)`, or nothing.
     pub fn scope(&mut self, alias: &str) {
         if let AccessScope::Patients(patients) = self.scope {
-            self.sql.push(" AND ").push(alias).push(
-                ".res_key IN (SELECT res_key FROM resource_compartment WHERE patient IN ",
-            );
+            self.sql
+                .push(" AND ")
+                .push(alias)
+                .push(".res_key IN (SELECT res_key FROM resource_compartment WHERE patient IN ");
             self.sql.bind_list(patients.iter().map(String::as_str));
             self.sql.push(")");
         }
@@ -378,10 +382,7 @@ impl<'a> Planner<'a> {
         let mut joined = Vec::new();
         for (i, part) in parts.iter().enumerate() {
             let (table, _) = target_of(part);
-            let ids = self.param_ids(
-                types,
-                &format!("{}{COMPONENT_SEPARATOR}{i}", param.code),
-            )?;
+            let ids = self.param_ids(types, &format!("{}{COMPONENT_SEPARATOR}{i}", param.code))?;
             joined.push((self.alias("k"), table, ids, part));
         }
         let Some(((first, first_table, _, _), rest)) = joined.split_first() else {
@@ -396,8 +397,10 @@ impl<'a> Planner<'a> {
                 first_table.name()
             ));
         } else {
-            self.sql
-                .push(&format!("EXISTS (SELECT 1 FROM {} {first}", first_table.name()));
+            self.sql.push(&format!(
+                "EXISTS (SELECT 1 FROM {} {first}",
+                first_table.name()
+            ));
         }
         for (k, table, _, _) in rest {
             self.sql.push(&format!(
@@ -431,7 +434,8 @@ impl<'a> Planner<'a> {
                 StringMode::Exact => {
                     sql.push(&format!("{x}.normalized = "))
                         .bind_text(&cut(&normalize(text)));
-                    sql.push(&format!(" AND {x}.exact = ")).bind_text(&cut(text));
+                    sql.push(&format!(" AND {x}.exact = "))
+                        .bind_text(&cut(text));
                 }
                 StringMode::Contains => {
                     sql.push(&format!("{x}.normalized LIKE "))
@@ -521,12 +525,16 @@ impl<'a> Planner<'a> {
             Prefix::Ge => {
                 sql.push(&format!("({high} > ")).bind_int(sh);
                 sql.push(&format!(" OR ({low} >= ")).bind_int(sl);
-                sql.push(&format!(" AND {high} <= ")).bind_int(sh).push("))");
+                sql.push(&format!(" AND {high} <= "))
+                    .bind_int(sh)
+                    .push("))");
             }
             Prefix::Le => {
                 sql.push(&format!("({low} < ")).bind_int(sl);
                 sql.push(&format!(" OR ({low} >= ")).bind_int(sl);
-                sql.push(&format!(" AND {high} <= ")).bind_int(sh).push("))");
+                sql.push(&format!(" AND {high} <= "))
+                    .bind_int(sh)
+                    .push("))");
             }
             Prefix::Sa => {
                 sql.push(&format!("{low} >= ")).bind_int(sh);
@@ -564,8 +572,16 @@ impl<'a> Planner<'a> {
         };
         let ids = self.param_ids(types, &param.code)?;
         let (table, column, ty) = match param.kind {
-            ParamType::Date => (Table::Date, if desc { "high" } else { "low" }, SortType::Int),
-            ParamType::Number => (Table::Number, if desc { "high" } else { "low" }, SortType::Float),
+            ParamType::Date => (
+                Table::Date,
+                if desc { "high" } else { "low" },
+                SortType::Int,
+            ),
+            ParamType::Number => (
+                Table::Number,
+                if desc { "high" } else { "low" },
+                SortType::Float,
+            ),
             ParamType::Quantity => (
                 Table::Quantity,
                 if desc { "high" } else { "low" },
@@ -641,9 +657,15 @@ fn quantity(sql: &mut Sql, x: &str, n: &NumberValue, system: &SystemMatch, code:
             low: n.low * f,
             high: n.high * f,
         };
-        sql.push(&format!("{x}.canon_unit = ")).bind_text(&canonical.unit);
+        sql.push(&format!("{x}.canon_unit = "))
+            .bind_text(&canonical.unit);
         sql.push(" AND ");
-        number(sql, &format!("{x}.canon_low"), &format!("{x}.canon_high"), &scaled);
+        number(
+            sql,
+            &format!("{x}.canon_low"),
+            &format!("{x}.canon_high"),
+            &scaled,
+        );
         return;
     }
     number(sql, &format!("{x}.low"), &format!("{x}.high"), n);
@@ -666,11 +688,15 @@ fn number(sql: &mut Sql, low: &str, high: &str, n: &NumberValue) {
     match n.prefix {
         Prefix::Eq => {
             sql.push(&format!("({low} >= ")).bind_float(n.low);
-            sql.push(&format!(" AND {high} < ")).bind_float(n.high).push(")");
+            sql.push(&format!(" AND {high} < "))
+                .bind_float(n.high)
+                .push(")");
         }
         Prefix::Ne => {
             sql.push(&format!("({low} < ")).bind_float(n.low);
-            sql.push(&format!(" OR {high} >= ")).bind_float(n.high).push(")");
+            sql.push(&format!(" OR {high} >= "))
+                .bind_float(n.high)
+                .push(")");
         }
         Prefix::Gt => {
             sql.push(&format!("{high} > ")).bind_float(n.value);
@@ -693,7 +719,8 @@ fn number(sql: &mut Sql, low: &str, high: &str, n: &NumberValue) {
         Prefix::Ap => {
             // Within 10% of the value, and never tighter than its precision.
             let margin = (n.value.abs() / 10.0).max((n.high - n.low) / 2.0);
-            sql.push(&format!("({low} <= ")).bind_float(n.value + margin);
+            sql.push(&format!("({low} <= "))
+                .bind_float(n.value + margin);
             sql.push(&format!(" AND {high} >= "))
                 .bind_float(n.value - margin)
                 .push(")");

@@ -120,7 +120,10 @@ impl Sql {
     }
 }
 
-fn bound<'a, DB>(text: &str, binds: &'a [Bind]) -> BoxedSqlQuery<'a, DB, diesel::query_builder::SqlQuery>
+fn bound<'a, DB>(
+    text: &str,
+    binds: &'a [Bind],
+) -> BoxedSqlQuery<'a, DB, diesel::query_builder::SqlQuery>
 where
     DB: diesel::backend::Backend
         + diesel::sql_types::HasSqlType<BigInt>
