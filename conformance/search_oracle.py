@@ -20,10 +20,13 @@ Deliberate choices (also in README.md):
   value's range; ne = not eq; gt = value.high > search.high; lt = value.low < search.low;
   ge = gt or eq; le = lt or eq; sa = value.low >= search.high; eb = value.high <= search.low.
   `ap` is not tested (R4 leaves the approximation to the server).
-- Quantities: the same table applied to precision ranges on both sides (`5.4` is
-  `[5.35, 5.45)`, `100` is `[99.5, 100.5)`), in exact decimal arithmetic; a Range is
-  `[low.value, high.value]`; system and code must be equal when given (no UCUM conversion);
-  `value||code` matches code or unit.
+- Quantities follow R4's number examples: the resource's value is the point it states, the
+  search value's precision gives its range (`100` is `[99.5, 100.5)`, `100.0` is
+  `[99.95, 100.05)`): eq = the point lies in the search range, ne = it does not, gt/lt/ge/le
+  compare the point with the search number itself, sa = point >= range.high, eb = point <
+  range.low; exact decimal arithmetic. A Range is `[low.value, high.value]` under the date
+  table. System and code must be equal when given (no UCUM conversion); `value||code` matches
+  code or unit.
 - Strings: normalise = NFKD, drop combining marks, lowercase, collapse white space; default is
   starts-with on normalised text, `:contains` is substring of normalised text, `:exact` is
   equality of the raw text. HumanName: family, given, prefix, suffix, text; Address: line, city,
@@ -480,6 +483,27 @@ def range_match(prefix: str, rlow: Any, rhigh: Any, slow: Any, shigh: Any) -> bo
     raise ValueError(f"prefix {prefix} is not evaluated by the oracle")
 
 
+def point_match(prefix: str, value: Decimal, number: Decimal, slow: Decimal, shigh: Decimal) -> bool:
+    """R4's number/quantity examples: `100` is [99.5, 100.5), `gt100` is "greater than 100"."""
+    if prefix == "eq":
+        return slow <= value < shigh
+    if prefix == "ne":
+        return not (slow <= value < shigh)
+    if prefix == "gt":
+        return value > number
+    if prefix == "lt":
+        return value < number
+    if prefix == "ge":
+        return value >= number
+    if prefix == "le":
+        return value <= number
+    if prefix == "sa":
+        return value >= shigh
+    if prefix == "eb":
+        return value < slow
+    raise ValueError(f"prefix {prefix} is not evaluated by the oracle")
+
+
 def split_escaped(text: str, sep: str) -> list[str]:
     """Split on `sep` not preceded by a backslash; unescape `\\,` `\\$` `\\|` `\\\\`."""
     parts, cur, i = [], "", 0
@@ -543,7 +567,10 @@ def match_value(ptype: str, modifier: str | None, values: Values, query: str, co
                 continue
             if code and not (q.code == code or (not system and q.unit == code)):
                 continue
-            if range_match(prefix, q.low, q.high, slow, shigh):
+            if q.text:  # a value: compared as the point it states (R4's number examples)
+                if point_match(prefix, Decimal(q.text), number, slow, shigh):
+                    return True
+            elif range_match(prefix, q.low, q.high, slow, shigh):  # a Range
                 return True
         return False
     if ptype == "reference":

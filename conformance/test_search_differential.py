@@ -516,9 +516,12 @@ def test_oracle_rules_by_hand():
         ("Observation", [("date", "eb2021")], {"a"}),
         ("Observation", [("date", "ne2020-03-05")], {"b"}),
         ("Observation", [("value-quantity", "120")], {"a", "b"}),
-        ("Observation", [("value-quantity", "120.0")], set()),  # 120 is [119.5, 120.5): not inside
-        ("Observation", [("value-quantity", "gt120")], set()),
-        ("Observation", [("value-quantity", "gt120.2")], {"a", "b"}),
+        ("Observation", [("value-quantity", "120.0")], {"a"}),  # [119.95, 120.05) holds 120
+        ("Observation", [("value-quantity", "gt120")], {"b"}),
+        ("Observation", [("value-quantity", "ge120")], {"a", "b"}),
+        ("Observation", [("value-quantity", "sa119")], {"a", "b"}),
+        ("Observation", [("value-quantity", "sa120")], set()),
+        ("Observation", [("value-quantity", "eb120.3")], {"a"}),
         ("Observation", [("value-quantity", "120||mm[Hg]")], {"a", "b"}),
         ("Observation", [("value-quantity", "120|http://unitsofmeasure.org|mm[Hg]")], {"a"}),
         ("Observation", [("component-value-quantity", "5.4")], {"c"}),

@@ -43,9 +43,9 @@ backend_tests! {
         server.post("/Patient", &json!({"resourceType": "Patient", "multipleBirthInteger": 3_000_000_000i64})).outcome_at(400, "Patient.multipleBirthInteger");
         server.post("/Patient", &json!({"resourceType": "Patient", "active": null})).outcome(400);
         // Methods, ids, sizes.
-        let wrong = server.request("PATCH", "/Patient").send();
+        let wrong = server.request("PATCH", "/Patient/abc/_history").send();
         wrong.outcome(405);
-        assert_eq!(wrong.header("allow"), Some("POST"));
+        assert_eq!(wrong.header("allow"), Some("GET"));
         server.request("POST", "/Patient/abc").send().outcome(405);
         server.request("DELETE", "/_history").send().outcome(405);
         server.request("GET", "/nowhere/at/all/really").send().outcome(404);

@@ -180,8 +180,14 @@ backend_tests! {
         assert_eq!(minimal.status, 201);
         assert!(minimal.body.is_empty());
         assert!(minimal.header("location").is_some());
-        let conditional = server.request("POST", "/Patient").header("If-None-Exist", "identifier=x|1").json(&patient("Cond"));
-        conditional.outcome(400);
+        // A conditional create honours Prefer too.
+        let conditional = server
+            .request("POST", "/Patient")
+            .header("If-None-Exist", "identifier=x|1")
+            .header("Prefer", "return=minimal")
+            .json(&patient("Cond"));
+        assert_eq!(conditional.status, 201);
+        assert!(conditional.body.is_empty());
         let outcome = server.request("POST", "/Patient").header("Prefer", "return=OperationOutcome").json(&patient("Oo"));
         assert_eq!(outcome.status, 201);
         assert_eq!(outcome.json()["resourceType"], "OperationOutcome");
@@ -294,8 +300,15 @@ backend_tests! {
         for code in ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"] {
             assert!(codes.contains(&code), "{code} missing");
         }
-        assert!(!codes.contains(&"search-type"), "search is not routed yet and must not be claimed");
-        assert_eq!(cs["rest"][0]["interaction"], json!([{"code": "history-system"}]));
+        assert!(codes.contains(&"search-type"));
+        assert_eq!(cs["rest"][0]["interaction"], json!([{"code": "history-system"}, {"code": "search-system"}]));
+        assert_eq!(observation["conditionalCreate"], true);
+        assert_eq!(observation["conditionalDelete"], "single");
+        let params: Vec<&str> = observation["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        for name in ["code", "patient", "date", "value-quantity", "component-code-value-quantity", "_id", "_lastUpdated"] {
+            assert!(params.contains(&name), "{name} missing from {params:?}");
+        }
+        assert!(!params.contains(&"_text"), "unsupported parameters are not claimed");
         // The same statement is valid FHIR by the server's own rules.
         assert_eq!(server.get(&format!("http://{}/health", server.addr)).status, 200);
         let wrong = server.request("DELETE", "/metadata").send();

@@ -22,6 +22,7 @@ pub enum Resolved {
     One {
         res_id: String,
         version: i64,
+        last_updated: i64,
         body: String,
     },
     /// More than one: the specification's 412 for create, update, patch and delete.
@@ -114,6 +115,7 @@ impl Store {
                     [one] => Resolved::One {
                         res_id: one.res_id.clone(),
                         version: one.version,
+                        last_updated: one.last_updated,
                         body: one.body.clone(),
                     },
                     _ => Resolved::Many,

@@ -18,7 +18,8 @@ pub fn modifiers(kind: ParamType) -> &'static str {
     }
 }
 
-fn kind_name(kind: ParamType) -> &'static str {
+/// The R4 code of a parameter type (`SearchParameter.type`).
+pub fn kind_name(kind: ParamType) -> &'static str {
     match kind {
         ParamType::Number => "number",
         ParamType::Date => "date",

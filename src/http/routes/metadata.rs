@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::{Level, INTERACTIONS};
+use crate::fhir::search::{self, reference_doc, ParamType, SearchParam};
 use crate::fhir::served::served_types;
 use crate::http::error::ApiError;
 use crate::http::negotiate::reply_format;
@@ -38,9 +39,20 @@ fn codes(levels: &[Level]) -> Vec<Value> {
 }
 
 pub fn build(base_url: &str) -> Value {
+    let params = search::r4();
     let resources: Vec<Value> = served_types()
         .iter()
         .map(|t| {
+            let mut searchable: Vec<&SearchParam> = params
+                .for_type(t)
+                .filter(|p| p.unsupported().is_none())
+                .collect();
+            searchable.sort_by(|a, b| a.code.cmp(&b.code));
+            let includes: Vec<String> = searchable
+                .iter()
+                .filter(|p| p.kind == ParamType::Reference)
+                .map(|p| format!("{t}:{}", p.code))
+                .collect();
             json!({
                 "type": t,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{t}"),
@@ -48,10 +60,16 @@ pub fn build(base_url: &str) -> Value {
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,
-                "conditionalCreate": false,
+                "conditionalCreate": true,
                 "conditionalRead": "not-supported",
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
+                "searchInclude": includes,
+                "searchParam": searchable.iter().map(|p| json!({
+                    "name": p.code,
+                    "definition": p.url,
+                    "type": reference_doc::kind_name(p.kind),
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();

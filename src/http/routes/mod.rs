@@ -1,6 +1,7 @@
 //! The route table. The same table registers the handlers and fills the CapabilityStatement,
 //! so `/metadata` cannot claim an interaction the server does not route, nor hide one.
 
+mod conditional;
 mod history;
 mod metadata;
 mod resource;
@@ -19,6 +20,8 @@ pub enum Level {
     System,
     /// `Patient/[id]/[type]`: listed under the compartment, not as an interaction.
     Compartment,
+    /// Type-level writes addressed by search criteria: CapabilityStatement flags.
+    Conditional,
 }
 
 /// One FHIR REST interaction: its code in the CapabilityStatement, and where it is routed.
@@ -69,6 +72,25 @@ pub const INTERACTIONS: &[Interaction] = &[
     interaction("history-system", Level::System, Method::GET, "/_history"),
     interaction("search-system", Level::System, Method::GET, ""),
     interaction("search-system", Level::System, Method::POST, "/_search"),
+    // Conditional interactions are flags of the CapabilityStatement, not interaction codes.
+    interaction(
+        "conditional-update",
+        Level::Conditional,
+        Method::PUT,
+        "/{type}",
+    ),
+    interaction(
+        "conditional-patch",
+        Level::Conditional,
+        Method::PATCH,
+        "/{type}",
+    ),
+    interaction(
+        "conditional-delete",
+        Level::Conditional,
+        Method::DELETE,
+        "/{type}",
+    ),
     // Compartment search has no interaction code of its own: it is a search-type.
     interaction(
         "search-compartment",
@@ -111,6 +133,9 @@ fn handler(code: &str, method: &Method) -> Route {
         "search-system" if get => web::get().to(search::system_get),
         "search-system" => web::post().to(search::system_post),
         "search-compartment" => web::get().to(search::compartment_get),
+        "conditional-update" => web::put().to(conditional::update),
+        "conditional-patch" => web::patch().to(conditional::patch),
+        "conditional-delete" => web::delete().to(conditional::delete),
         other => unreachable!("interaction {other} has no handler"),
     }
 }

@@ -6,6 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use serde_json::{json, Value};
 
+use super::conditional::Created;
 use crate::access::AccessScope;
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::patch::JsonPatch;
@@ -103,7 +104,7 @@ fn binary_from_raw(req: &HttpRequest, content_type: &str, bytes: &[u8]) -> Value
 }
 
 /// Reads the body of a create or update as a resource of `res_type`.
-async fn incoming_resource(
+pub(super) async fn incoming_resource(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
@@ -144,12 +145,10 @@ fn store_resource(
     method: WriteMethod,
     if_match: Option<i64>,
 ) -> Result<Written, ApiError> {
-    meta::set_id(&mut resource, res_id);
     let res_type = resource["resourceType"]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let patients = compartment::patient_compartments(state.definitions, &resource, &state.base_url);
     let target = WriteTarget {
         res_type: &res_type,
         res_id,
@@ -158,21 +157,33 @@ fn store_resource(
         must_be_new: method == WriteMethod::Post,
         needs_current_body: false,
     };
-    let mut prepare = |_: Prior<'_>, version: i64, last_updated: i64| {
-        meta::stamp(&mut resource, res_id, version, last_updated);
-        Ok::<_, ApiError>(Prepared {
-            patients: patients.clone(),
-            index: index_entries(&resource, &state.base_url)?,
-            body: resource.to_string(),
-        })
-    };
+    let mut prepare = resource_preparer(state, &mut resource, res_id);
     state
         .store
         .write(scope, &target, &mut prepare)
         .map_err(write_error)
 }
 
-fn write_error(e: WriteError<ApiError>) -> ApiError {
+/// What a write of the validated `resource` at `res_id` stores, once the store gives it its
+/// version and timestamp: the stamped body, its compartments and its search values.
+pub(super) fn resource_preparer<'a>(
+    state: &'a AppState,
+    resource: &'a mut Value,
+    res_id: &'a str,
+) -> impl FnMut(Prior<'_>, i64, i64) -> Result<Prepared, ApiError> + 'a {
+    meta::set_id(resource, res_id);
+    let patients = compartment::patient_compartments(state.definitions, resource, &state.base_url);
+    move |_: Prior<'_>, version: i64, last_updated: i64| {
+        meta::stamp(resource, res_id, version, last_updated);
+        Ok(Prepared {
+            patients: patients.clone(),
+            index: index_entries(resource, &state.base_url)?,
+            body: resource.to_string(),
+        })
+    }
+}
+
+pub(super) fn write_error(e: WriteError<ApiError>) -> ApiError {
     match e {
         WriteError::Store(e) => e.into(),
         WriteError::Rejected(e) => e,
@@ -190,14 +201,62 @@ pub async fn create(
     let params = Params::parse(&req)?;
     params.reject_unknown(&req, &[])?;
     let reply = reply_format(&req, params.get("_format"))?;
-    if req.headers().contains_key("If-None-Exist") {
-        // Ignoring it would silently create duplicates for feeds that rely on it.
-        return Err(ApiError::bad_request(Issue::error(
-            "not-supported",
-            "conditional create (If-None-Exist) is not supported yet; search first, or PUT at a known id",
-        )));
-    }
+    let if_none_exist = match req.headers().get("If-None-Exist") {
+        Some(value) => {
+            let text = value.to_str().map_err(|_| {
+                ApiError::bad_request(Issue::error(
+                    "invalid",
+                    "If-None-Exist is not readable text",
+                ))
+            })?;
+            Some(super::conditional::criteria(
+                &req,
+                &state,
+                &res_type,
+                text,
+                "If-None-Exist",
+            )?)
+        }
+        None => None,
+    };
     let resource = incoming_resource(&req, payload, &state, &res_type).await?;
+    if let Some(criteria) = if_none_exist {
+        let worker = state.clone();
+        let scope = scope(&req);
+        let created = web::block(move || {
+            super::conditional::create_if_none_exist(&worker, &scope, &criteria, resource)
+        })
+        .await??;
+        let (status, id, version, last_updated, body) = match created {
+            Created::New(id, stored) => (
+                StatusCode::CREATED,
+                id,
+                stored.version,
+                stored.last_updated,
+                stored.body,
+            ),
+            Created::Existing {
+                res_id,
+                version,
+                last_updated,
+                body,
+            } => (StatusCode::OK, res_id, version, last_updated, body),
+        };
+        let info = VersionInfo {
+            res_type: &res_type,
+            res_id: &id,
+            version,
+            last_updated,
+        };
+        return Ok(written(
+            status,
+            &info,
+            &state.base_url,
+            reply,
+            prefer_return(&req),
+            body,
+        ));
+    }
     let id = uuid::Uuid::new_v4().to_string();
     let scope = scope(&req);
     let worker = state.clone();
@@ -343,15 +402,37 @@ fn patch_resource(
     patch: JsonPatch,
     if_match: Option<i64>,
 ) -> Result<Written, ApiError> {
-    let target = WriteTarget {
+    let target = patch_target(res_type, res_id, if_match);
+    let mut prepare = patch_preparer(state, res_type, res_id, &patch);
+    state
+        .store
+        .write(scope, &target, &mut prepare)
+        .map_err(write_error)
+}
+
+pub(super) fn patch_target<'a>(
+    res_type: &'a str,
+    res_id: &'a str,
+    if_match: Option<i64>,
+) -> WriteTarget<'a> {
+    WriteTarget {
         res_type,
         res_id,
         method: WriteMethod::Patch,
         if_match,
         must_be_new: false,
         needs_current_body: true,
-    };
-    let mut prepare = |prior: Prior<'_>, version: i64, last_updated: i64| {
+    }
+}
+
+/// The patched, validated, stamped new version, from the current one seen under the lock.
+pub(super) fn patch_preparer<'a>(
+    state: &'a AppState,
+    res_type: &'a str,
+    res_id: &'a str,
+    patch: &'a JsonPatch,
+) -> impl FnMut(Prior<'_>, i64, i64) -> Result<Prepared, ApiError> + 'a {
+    move |prior: Prior<'_>, version: i64, last_updated: i64| {
         let body = match prior {
             Prior::Absent => {
                 return Err(ApiError::not_found(format!(
@@ -387,11 +468,7 @@ fn patch_resource(
             index: index_entries(&patched, &state.base_url)?,
             body: patched.to_string(),
         })
-    };
-    state
-        .store
-        .write(scope, &target, &mut prepare)
-        .map_err(write_error)
+    }
 }
 
 /// Runs a one-row lookup on the HTTP worker when a connection is free (the common case, and
@@ -562,27 +639,37 @@ pub async fn delete(
     let scope = scope(&req);
     let worker = state.clone();
     let (ty, id) = (res_type.clone(), res_id.clone());
-    let (mut response, message) =
-        match web::block(move || worker.store.delete(&scope, &ty, &id, if_match)).await?? {
-            Deletion::Deleted { version, .. } => {
-                let mut response = HttpResponse::NoContent();
-                response.insert_header((header::ETAG, crate::http::response::etag(version)));
-                (
-                    response,
-                    format!("{res_type}/{res_id} deleted (version {version})"),
-                )
-            }
-            Deletion::AlreadyDeleted => (
-                HttpResponse::NoContent(),
-                format!("{res_type}/{res_id} was already deleted"),
-            ),
-            Deletion::NotFound => {
-                return Err(ApiError::not_found(format!(
-                    "{res_type}/{res_id} does not exist"
-                )))
-            }
-        };
-    if prefer_return(&req) == Return::OperationOutcome {
+    let deletion = web::block(move || worker.store.delete(&scope, &ty, &id, if_match)).await??;
+    deletion_response(&req, &res_type, &res_id, deletion)
+}
+
+/// 204 (or 200 with an OperationOutcome when asked) for a deletion; 404 when nothing existed.
+pub(super) fn deletion_response(
+    req: &HttpRequest,
+    res_type: &str,
+    res_id: &str,
+    deletion: Deletion,
+) -> Result<HttpResponse, ApiError> {
+    let (mut response, message) = match deletion {
+        Deletion::Deleted { version, .. } => {
+            let mut response = HttpResponse::NoContent();
+            response.insert_header((header::ETAG, crate::http::response::etag(version)));
+            (
+                response,
+                format!("{res_type}/{res_id} deleted (version {version})"),
+            )
+        }
+        Deletion::AlreadyDeleted => (
+            HttpResponse::NoContent(),
+            format!("{res_type}/{res_id} was already deleted"),
+        ),
+        Deletion::NotFound => {
+            return Err(ApiError::not_found(format!(
+                "{res_type}/{res_id} does not exist"
+            )))
+        }
+    };
+    if prefer_return(req) == Return::OperationOutcome {
         let outcome = operation_outcome(&[Issue::information("informational", message)]);
         response.status(StatusCode::OK);
         return Ok(response

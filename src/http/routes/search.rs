@@ -310,7 +310,7 @@ fn shape(state: &AppState, query: &SearchQuery, body: &str) -> Result<String, Ap
     Ok(resource.to_string())
 }
 
-fn query_error(e: QueryError) -> ApiError {
+pub(super) fn query_error(e: QueryError) -> ApiError {
     let code = match e.kind {
         QueryErrorKind::Unknown | QueryErrorKind::NotSupported => "not-supported",
         QueryErrorKind::Empty | QueryErrorKind::Invalid => "value",

@@ -1,0 +1,355 @@
+//! Conditional interactions: create with `If-None-Exist`, and update, patch and delete
+//! addressed by search criteria (`PUT [type]?identifier=...`). The criteria are resolved and
+//! the write done in one store transaction (`Store::conditional`), so two identical requests
+//! arriving together cannot both create.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::Value;
+
+use super::resource::{
+    check_type, deletion_response, patch_preparer, patch_target, resource_preparer, scope,
+    write_error,
+};
+use crate::access::AccessScope;
+use crate::fhir::json;
+use crate::fhir::outcome::Issue;
+use crate::fhir::patch::JsonPatch;
+use crate::fhir::search::query::{self, SearchQuery};
+use crate::http::error::ApiError;
+use crate::http::negotiate::{body_kind, reply_format, unsupported, Body};
+use crate::http::request::{prefer, prefer_return, read_body, version_header};
+use crate::http::response::{written, VersionInfo};
+use crate::http::AppState;
+use crate::store::conditional::{ConditionalError, Resolved};
+use crate::store::{Deletion, WriteMethod, WriteTarget, Written};
+
+/// The result parameters that make no sense as conditions.
+const NOT_CRITERIA: &[&str] = &[
+    "_count",
+    "_sort",
+    "_total",
+    "_summary",
+    "_elements",
+    "_include",
+    "_revinclude",
+    "_cursor",
+];
+
+/// Parses conditional criteria (a query string) for `res_type`; 400 when they are invalid or
+/// select nothing in particular.
+pub(super) fn criteria(
+    req: &HttpRequest,
+    state: &AppState,
+    res_type: &str,
+    text: &str,
+    what: &str,
+) -> Result<SearchQuery, ApiError> {
+    let text = text.strip_prefix('?').unwrap_or(text);
+    let text = text.strip_prefix(&format!("{res_type}?")).unwrap_or(text);
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text).map_err(|e| {
+        ApiError::bad_request(Issue::error(
+            "invalid",
+            format!("{what}: malformed criteria: {e}"),
+        ))
+    })?;
+    if let Some((name, _)) = pairs
+        .iter()
+        .find(|(k, _)| NOT_CRITERIA.contains(&k.split(':').next().unwrap_or(k)))
+    {
+        return Err(ApiError::bad_request(
+            Issue::error(
+                "invalid",
+                format!("{what}: {name} is not a search criterion"),
+            )
+            .at(name.clone()),
+        ));
+    }
+    let lenient = prefer(req, "handling") == Some("lenient");
+    let parsed = query::parse(
+        crate::fhir::search::r4(),
+        &[res_type],
+        &pairs,
+        &state.base_url,
+        lenient,
+    )
+    .map_err(super::search::query_error)?;
+    if parsed.clauses.is_empty() {
+        return Err(ApiError::bad_request(Issue::error(
+            "invalid",
+            format!("{what} needs search criteria, e.g. identifier=system|value"),
+        )));
+    }
+    Ok(parsed)
+}
+
+fn conditional_error(e: ConditionalError<ApiError>) -> ApiError {
+    match e {
+        ConditionalError::Search(e) => e.into(),
+        ConditionalError::Failed(e) => e,
+    }
+}
+
+fn several(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::PRECONDITION_FAILED,
+        Issue::error(
+            "multiple-matches",
+            format!("{what}: the criteria match more than one resource; make them more selective"),
+        ),
+    )
+}
+
+/// What a conditional create did.
+pub(super) enum Created {
+    New(String, Written),
+    Existing {
+        res_id: String,
+        version: i64,
+        last_updated: i64,
+        body: String,
+    },
+}
+
+/// `POST [type]` with `If-None-Exist`: creates unless the criteria match one resource (then
+/// returns it, 200) or several (412).
+pub(super) fn create_if_none_exist(
+    state: &AppState,
+    scope: &AccessScope,
+    criteria: &SearchQuery,
+    mut resource: Value,
+) -> Result<Created, ApiError> {
+    let res_type = resource["resourceType"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    state
+        .store
+        .conditional(scope, criteria, |tx, resolved| match resolved {
+            Resolved::None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                let target = WriteTarget {
+                    res_type: &res_type,
+                    res_id: &id,
+                    method: WriteMethod::Post,
+                    if_match: None,
+                    must_be_new: true,
+                    needs_current_body: false,
+                };
+                let written = {
+                    let mut prepare = resource_preparer(state, &mut resource, &id);
+                    tx.write(scope, &target, &mut prepare)
+                        .map_err(write_error)?
+                };
+                Ok(Created::New(id, written))
+            }
+            Resolved::One {
+                res_id,
+                version,
+                last_updated,
+                body,
+            } => Ok(Created::Existing {
+                res_id,
+                version,
+                last_updated,
+                body,
+            }),
+            Resolved::Many => Err(several("If-None-Exist")),
+        })
+        .map_err(conditional_error)
+}
+
+/// `PUT [type]?criteria`: updates the one match, creates when none matches, 412 for several.
+pub async fn update(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let res_type = path.into_inner();
+    check_type(&res_type)?;
+    let criteria = criteria(
+        &req,
+        &state,
+        &res_type,
+        req.query_string(),
+        "conditional update",
+    )?;
+    let reply = reply_format(&req, None)?;
+    let if_match = version_header(&req, header::IF_MATCH)?;
+    let resource = super::resource::incoming_resource(&req, payload, &state, &res_type).await?;
+    let body_id = resource
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let scope = scope(&req);
+    let worker = state.clone();
+    let ty = res_type.clone();
+    let (id, stored) = web::block(move || {
+        let mut resource = resource;
+        worker
+            .store
+            .conditional(&scope, &criteria, |tx, resolved| {
+                let id = match (resolved, body_id) {
+                    (Resolved::Many, _) => return Err(several("conditional update")),
+                    (Resolved::One { res_id, .. }, Some(body)) if body != res_id => {
+                        return Err(ApiError::bad_request(
+                            Issue::error(
+                                "invalid",
+                                format!(
+                                    "the criteria match {ty}/{res_id} but the body has id {body:?}"
+                                ),
+                            )
+                            .at(format!("{ty}.id")),
+                        ))
+                    }
+                    (Resolved::One { res_id, .. }, _) => res_id,
+                    (Resolved::None, Some(body)) => body,
+                    (Resolved::None, None) => uuid::Uuid::new_v4().to_string(),
+                };
+                let target = WriteTarget {
+                    res_type: &ty,
+                    res_id: &id,
+                    method: WriteMethod::Put,
+                    if_match,
+                    must_be_new: false,
+                    needs_current_body: false,
+                };
+                let written = {
+                    let mut prepare = resource_preparer(&worker, &mut resource, &id);
+                    tx.write(&scope, &target, &mut prepare)
+                        .map_err(write_error)?
+                };
+                Ok((id, written))
+            })
+            .map_err(conditional_error)
+    })
+    .await??;
+    let status = if stored.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let info = VersionInfo {
+        res_type: &res_type,
+        res_id: &id,
+        version: stored.version,
+        last_updated: stored.last_updated,
+    };
+    Ok(written(
+        status,
+        &info,
+        &state.base_url,
+        reply,
+        prefer_return(&req),
+        stored.body,
+    ))
+}
+
+/// `PATCH [type]?criteria`: patches the one match; 404 when none matches, 412 for several.
+pub async fn patch(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let res_type = path.into_inner();
+    check_type(&res_type)?;
+    let criteria = criteria(
+        &req,
+        &state,
+        &res_type,
+        req.query_string(),
+        "conditional patch",
+    )?;
+    let reply = reply_format(&req, None)?;
+    let if_match = version_header(&req, header::IF_MATCH)?;
+    if body_kind(&req)? != Body::JsonPatch {
+        return Err(unsupported(
+            "PATCH takes a JSON Patch document with Content-Type application/json-patch+json",
+        ));
+    }
+    let bytes = read_body(&req, payload, state.max_body_bytes).await?;
+    let document = json::parse_strict(&bytes).map_err(ApiError::bad_request)?;
+    let patch = JsonPatch::parse(document).map_err(ApiError::bad_request)?;
+    let scope = scope(&req);
+    let worker = state.clone();
+    let ty = res_type.clone();
+    let (id, stored) = web::block(move || {
+        worker
+            .store
+            .conditional(&scope, &criteria, |tx, resolved| {
+                let id = match resolved {
+                    Resolved::Many => return Err(several("conditional patch")),
+                    Resolved::None => {
+                        return Err(ApiError::not_found(format!(
+                            "conditional patch: no {ty} matches the criteria"
+                        )))
+                    }
+                    Resolved::One { res_id, .. } => res_id,
+                };
+                let written = {
+                    let target = patch_target(&ty, &id, if_match);
+                    let mut prepare = patch_preparer(&worker, &ty, &id, &patch);
+                    tx.write(&scope, &target, &mut prepare)
+                        .map_err(write_error)?
+                };
+                Ok((id, written))
+            })
+            .map_err(conditional_error)
+    })
+    .await??;
+    let info = VersionInfo {
+        res_type: &res_type,
+        res_id: &id,
+        version: stored.version,
+        last_updated: stored.last_updated,
+    };
+    Ok(written(
+        StatusCode::OK,
+        &info,
+        &state.base_url,
+        reply,
+        prefer_return(&req),
+        stored.body,
+    ))
+}
+
+/// `DELETE [type]?criteria`: deletes the one match; 204 when none matches (nothing to do),
+/// 412 for several (this server deletes one resource per request).
+pub async fn delete(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let res_type = path.into_inner();
+    check_type(&res_type)?;
+    let criteria = criteria(
+        &req,
+        &state,
+        &res_type,
+        req.query_string(),
+        "conditional delete",
+    )?;
+    let scope = scope(&req);
+    let worker = state.clone();
+    let ty = res_type.clone();
+    let (id, deletion) = web::block(move || {
+        worker
+            .store
+            .conditional(&scope, &criteria, |tx, resolved| match resolved {
+                Resolved::Many => Err(several("conditional delete")),
+                Resolved::None => Ok((None, Deletion::AlreadyDeleted)),
+                Resolved::One { res_id, .. } => {
+                    let deletion = tx.delete(&scope, &ty, &res_id)?;
+                    Ok((Some(res_id), deletion))
+                }
+            })
+            .map_err(conditional_error)
+    })
+    .await??;
+    match id {
+        Some(id) => deletion_response(&req, &res_type, &id, deletion),
+        None => Ok(HttpResponse::NoContent().finish()),
+    }
+}
