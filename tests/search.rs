@@ -265,6 +265,17 @@ backend_tests! {
         assert_eq!(set(server, &format!("/Observation?value-quantity=gt60000|{UCUM}|g")), of(&["o1", "o2", "o3"]));
         assert_eq!(set(server, &format!("/Observation?value-quantity=lt160|{UCUM}|%5Blb_av%5D")), of(&["o1", "o2"]));
         assert_eq!(set(server, "/Observation?value-quantity=5.4||mmol/L"), of(&["o5"]));
+        // A value with more digits than a double holds still equals itself; a percentage is
+        // not a score, though UCUM makes both dimensionless.
+        let o10 = observation("o10", Some("pC"), "59408-5", json!({"valueQuantity": quantity(82.15498417239294, "%")}));
+        let o11 = observation("o11", Some("pC"), "72133-2", json!({"valueQuantity": quantity(3.0, "{score}")}));
+        server.put("/Observation/o10", &o10).ok_json();
+        server.put("/Observation/o11", &o11).ok_json();
+        assert_eq!(set(server, &format!("/Observation?value-quantity=82.15498417239294|{UCUM}|%25")), of(&["o10"]));
+        assert_eq!(set(server, "/Observation?value-quantity=82.15498417239294"), of(&["o10"]));
+        assert_eq!(set(server, "/Observation?value-quantity=ne82.15498417239294||%25"), of(&[]));
+        assert_eq!(set(server, &format!("/Observation?value-quantity=gt1|{UCUM}|%25")), of(&["o10"]));
+        assert_eq!(set(server, &format!("/Observation?value-quantity=gt1|{UCUM}|%7Bscore%7D")), of(&["o11"]));
     }
 
     fn uri_id_and_last_updated(server: &Server) {

@@ -32,6 +32,18 @@ pub struct Canonical {
     pub factor: f64,
 }
 
+/// The canonical form quantity search compares in: [`canonical`], except that dimensionless
+/// units only compare with the very same code. UCUM makes `%`, `{score}` and `1` all the
+/// number one, but a percentage is not a score: `gt82|...|%` must not find a score of 3.
+pub fn search_canonical(code: &str) -> Option<Canonical> {
+    let mut c = canonical(code)?;
+    if c.unit == "1" {
+        c.unit = format!("1 {code}");
+        c.factor = 1.0;
+    }
+    Some(c)
+}
+
 /// The canonical form of a UCUM code, or `None` when the code is not valid UCUM, uses an atom
 /// this table does not know, or is not a plain multiple of its canonical unit.
 pub fn canonical(code: &str) -> Option<Canonical> {
@@ -533,6 +545,14 @@ mod tests {
         is("K", "K", 1.0);
         is("10*", "1", 10.0);
         is("m2.5", "m2", 5.0);
+    }
+
+    #[test]
+    fn dimensionless_units_only_compare_with_themselves_in_search() {
+        assert_eq!(search_canonical("%").unwrap().unit, "1 %");
+        assert_eq!(search_canonical("{score}").unwrap().unit, "1 {score}");
+        assert_ne!(search_canonical("%"), search_canonical("{score}"));
+        assert_eq!(search_canonical("mmol/L"), canonical("mmol/L"));
     }
 
     #[test]

@@ -170,7 +170,7 @@ impl IndexRows {
                 let canonical = code
                     .as_deref()
                     .filter(|_| is_ucum)
-                    .and_then(ucum::canonical);
+                    .and_then(ucum::search_canonical);
                 let (canon_unit, canon_low, canon_high) = match canonical {
                     Some(c) => (
                         c.unit,

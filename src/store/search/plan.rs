@@ -649,7 +649,7 @@ fn token(sql: &mut Sql, x: &str, system: &SystemMatch, code: Option<&str>) {
 /// the unit compared as written (`value||code` matches the code or the unit text).
 fn quantity(sql: &mut Sql, x: &str, n: &NumberValue, system: &SystemMatch, code: Option<&str>) {
     let is_ucum = matches!(system, SystemMatch::Is(s) if s == ucum::SYSTEM);
-    if let Some(canonical) = code.filter(|_| is_ucum).and_then(ucum::canonical) {
+    if let Some(canonical) = code.filter(|_| is_ucum).and_then(ucum::search_canonical) {
         let f = canonical.factor;
         let scaled = NumberValue {
             prefix: n.prefix,
@@ -685,6 +685,13 @@ fn quantity(sql: &mut Sql, x: &str, n: &NumberValue, system: &SystemMatch, code:
 
 /// Numbers and quantities: the row holds `[low, high]`, equal for a plain value.
 fn number(sql: &mut Sql, low: &str, high: &str, n: &NumberValue) {
+    // A value with more digits than a double holds has a precision range narrower than one
+    // step of f64: widen it to at least the value itself, so that a value equals itself.
+    let n = &NumberValue {
+        low: n.low.min(n.value),
+        high: n.high.max(n.value.next_up()),
+        ..*n
+    };
     match n.prefix {
         Prefix::Eq => {
             sql.push(&format!("({low} >= ")).bind_float(n.low);
