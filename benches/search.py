@@ -501,7 +501,7 @@ def load(backend, server, args):
 
 def sample_patients(args, n, salt):
     rng = random.Random(f"{args.seed}:sample:{salt}")
-    return [rng.randrange(args.patients) for _ in range(n)]
+    return rng.sample(range(args.patients), min(n, args.patients))
 
 
 def bundle_ids(bundle, res_type="Observation"):
@@ -1080,7 +1080,7 @@ def report(results, m, args):
         "- loaded with `PUT /fhir/{type}/{id}` (`Prefer: return=minimal`), Observations in date order "
         "(patients interleaved, as they arrive in a real record)",
         "",
-        "| backend | database size | largest tables (MiB) |",
+        "| backend | database size | largest tables and indexes (MiB) |",
         "| --- | --- | --- |",
     ]
     for r in results:
@@ -1099,7 +1099,7 @@ def report(results, m, args):
                 f"{f['observations_rate'] or 0:,.0f} | {f['observations_s']:,.0f} s for {f['observations_sent']:,} | "
                 f"{f.get('client_cpu_us') or 0:.0f} µs | "
                 f"{r['meta'].get('rss_after_load', float('nan')):.0f} MiB | `{os.path.relpath(os.path.abspath(f['binary']), ROOT)}` "
-                f"at `{f.get('commit', '?')}`, {f['date']} |")
+                f"(HEAD `{f.get('commit', '?')}`), {f['date']} |")
     if args.no_queries:
         return "\n".join(lines) + "\n", None
     lines += ["", "## Queries", "",

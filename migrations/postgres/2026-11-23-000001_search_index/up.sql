@@ -96,3 +96,7 @@ CREATE TABLE search_uri (
     PRIMARY KEY (res_key, param_id, grp, uri)
 );
 CREATE INDEX search_uri_by_value ON search_uri (param_id, uri, res_key);
+
+-- A type's resources in key order: searches without a selective clause scan it and stop at
+-- the page (keyset paging on res_key).
+CREATE INDEX resource_by_type ON resource (res_type, res_key);

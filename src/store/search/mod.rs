@@ -192,11 +192,8 @@ impl Store {
         let mut page = SearchPage::default();
         if query.total != crate::fhir::search::query::Total::None || request.count == 0 {
             let mut planner = Planner::new(Sql::new(backend), ids, scope, now);
-            planner
-                .sql
-                .push("SELECT COUNT(*) AS n FROM resource r WHERE ");
-            planner.filters("r", types, &query.clauses)?;
-            compartment(&mut planner.sql, request.compartment);
+            planner.sql.push("SELECT COUNT(*) AS n FROM ");
+            planner.context("r", types, &query.clauses, request.compartment)?;
             let rows: Vec<CountRow> = planner.sql.load(conn)?;
             page.total = rows.first().map(|r| r.n);
         }
@@ -225,9 +222,8 @@ impl Store {
                 planner.sql.push(&format!(", {expr} AS {column}{slot}"));
             }
         }
-        planner.sql.push(" FROM resource r WHERE ");
-        planner.filters("r", types, &query.clauses)?;
-        compartment(&mut planner.sql, request.compartment);
+        planner.sql.push(" FROM ");
+        planner.context("r", types, &query.clauses, request.compartment)?;
         if let Some(cursor) = request.cursor {
             let values = cursor.keys.as_slice();
             if values.len() != keys.len()
@@ -436,14 +432,6 @@ impl Store {
         }
         let rows: Vec<KeyOnly> = planner.sql.load(conn)?;
         Ok(rows.into_iter().map(|r| r.res_key).collect())
-    }
-}
-
-/// ` AND r.res_key IN (<the patient's compartment>)` for compartment searches.
-fn compartment(sql: &mut Sql, patient: Option<&str>) {
-    if let Some(patient) = patient {
-        sql.push(" AND r.res_key IN (SELECT res_key FROM resource_compartment WHERE patient = ");
-        sql.bind_text(patient).push(")");
     }
 }
 

@@ -85,28 +85,38 @@ fn target_of(value: &Value) -> (Table, &'static str) {
     }
 }
 
-/// Lower is more selective; `None` never drives (negations, `:missing`, `:contains`...).
+/// Lower is more selective; `None` never drives (negations, `:missing`, `:contains`,
+/// `_lastUpdated`...). A heuristic by kind: identifiers and references name few resources,
+/// codes and statuses many, ranges more.
 fn selectivity(clause: &Clause) -> Option<u8> {
     match clause {
         Clause::Id(_) => Some(0),
         Clause::Match {
             negate: false,
+            param,
             values,
-            ..
-        } => values.iter().map(value_selectivity).max().flatten(),
-        Clause::Match { negate: true, .. } | Clause::Missing { .. } => None,
-        Clause::Chain { .. } => Some(5),
-        Clause::Has { .. } => Some(6),
-        Clause::LastUpdated(_) => Some(9),
+        } => values
+            .iter()
+            .map(|v| value_selectivity(param, v))
+            .max()
+            .flatten(),
+        Clause::Match { negate: true, .. } | Clause::Missing { .. } | Clause::LastUpdated(_) => {
+            None
+        }
+        Clause::Chain { inner, .. } => Some(selectivity(inner)?.saturating_add(1)),
+        Clause::Has { inner, .. } => Some(selectivity(inner)?.saturating_add(2)),
     }
 }
 
-fn value_selectivity(value: &Value) -> Option<u8> {
+fn value_selectivity(param: &ParamKey, value: &Value) -> Option<u8> {
+    let identifying = matches!(
+        param.code.as_str(),
+        "identifier" | "email" | "phone" | "telecom" | "url"
+    );
     Some(match value {
         Value::Reference { .. } | Value::ReferenceUrl(_) => 1,
-        Value::Token { code: Some(_), .. }
-        | Value::TokenOfType { .. }
-        | Value::ReferenceIdentifier { .. } => 2,
+        Value::TokenOfType { .. } | Value::ReferenceIdentifier { .. } => 1,
+        Value::Token { code: Some(_), .. } if identifying => 1,
         Value::String {
             mode: StringMode::Exact,
             ..
@@ -116,8 +126,9 @@ fn value_selectivity(value: &Value) -> Option<u8> {
             ..
         }
         | Value::Uri { .. } => 4,
-        Value::TokenText(_) => 5,
-        Value::Composite(parts) => parts.first().and_then(value_selectivity)?,
+        Value::Token { code: Some(_), .. } => 5,
+        Value::TokenText(_) => 6,
+        Value::Composite(parts) => value_selectivity(param, parts.first()?)?,
         Value::Date(_) | Value::Number(_) | Value::Quantity { .. } => 8,
         Value::Token { code: None, .. }
         | Value::String {
@@ -125,6 +136,16 @@ fn value_selectivity(value: &Value) -> Option<u8> {
             ..
         } => return None,
     })
+}
+
+/// The clause a context is driven from, if any is selective enough.
+fn driver(clauses: &[Clause]) -> Option<usize> {
+    clauses
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| selectivity(c).map(|s| (s, i)))
+        .min()
+        .map(|(_, i)| i)
 }
 
 /// The SQL type of a sort key, so that cursors bind it back with the same type.
@@ -178,31 +199,81 @@ impl<'a> Planner<'a> {
         Ok(ids)
     }
 
-    /// `alias.res_type IN (..) AND NOT alias.deleted AND <scope> AND <clauses>`.
-    pub fn filters(
+    /// `FROM <driver> d CROSS JOIN resource alias WHERE alias.res_key = d.res_key AND
+    /// <conditions>`: the resources of `types` (or of the `compartment`) for which every clause
+    /// holds. The most selective clause produces the candidate keys and comes first in the
+    /// join (`CROSS JOIN` keeps SQLite from reordering it); the rest are probes.
+    pub fn context(
         &mut self,
         alias: &str,
         types: &[String],
         clauses: &[Clause],
+        compartment: Option<&str>,
     ) -> Result<(), PlanError> {
+        let driver = driver(clauses);
+        self.from(alias, types, clauses, driver, compartment)?;
+        self.sql.push(" WHERE ");
+        self.conditions(alias, types, clauses, driver, compartment)
+    }
+
+    /// The FROM part of a context: the driver's keys joined to the resource rows, or the
+    /// resource table alone.
+    fn from(
+        &mut self,
+        alias: &str,
+        types: &[String],
+        clauses: &[Clause],
+        driver: Option<usize>,
+        compartment: Option<&str>,
+    ) -> Result<(), PlanError> {
+        match (driver, compartment) {
+            (Some(i), _) => {
+                self.sql.push("(");
+                self.driver_keys(types, &clauses[i])?;
+                self.sql
+                    .push(&format!(") d{alias} CROSS JOIN resource {alias}"));
+            }
+            (None, Some(patient)) => {
+                self.sql
+                    .push("(SELECT res_key FROM resource_compartment WHERE patient = ");
+                self.sql.bind_text(patient);
+                self.sql
+                    .push(&format!(") d{alias} CROSS JOIN resource {alias}"));
+            }
+            (None, None) => {
+                self.sql.push(&format!("resource {alias}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The WHERE part of a context (without the keyword).
+    fn conditions(
+        &mut self,
+        alias: &str,
+        types: &[String],
+        clauses: &[Clause],
+        driver: Option<usize>,
+        compartment: Option<&str>,
+    ) -> Result<(), PlanError> {
+        if driver.is_some() || compartment.is_some() {
+            self.sql
+                .push(&format!("{alias}.res_key = d{alias}.res_key AND "));
+        }
         self.sql.push(alias).push(".res_type IN ");
         self.sql.bind_list(types.iter().map(String::as_str));
         self.sql.push(" AND NOT ").push(alias).push(".deleted");
         self.scope(alias);
-        let driver = clauses
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| selectivity(c).map(|s| (s, i)))
-            .min()
-            .map(|(_, i)| i);
-        if let Some(i) = driver {
-            self.sql.push(" AND ");
-            self.clause(alias, types, &clauses[i], true)?;
+        if let (Some(patient), Some(_)) = (compartment, driver) {
+            self.sql.push(&format!(
+                " AND {alias}.res_key IN (SELECT res_key FROM resource_compartment WHERE patient = "
+            ));
+            self.sql.bind_text(patient).push(")");
         }
         for (i, clause) in clauses.iter().enumerate() {
             if Some(i) != driver {
                 self.sql.push(" AND ");
-                self.clause(alias, types, clause, false)?;
+                self.probe(alias, types, clause)?;
             }
         }
         Ok(())
@@ -220,13 +291,84 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn clause(
-        &mut self,
-        alias: &str,
-        types: &[String],
-        clause: &Clause,
-        driving: bool,
-    ) -> Result<(), PlanError> {
+    /// `SELECT DISTINCT ... res_key FROM ... WHERE ...`: the keys of the resources of `types`
+    /// that satisfy `clause`, read from the clause's own index.
+    fn driver_keys(&mut self, types: &[String], clause: &Clause) -> Result<(), PlanError> {
+        match clause {
+            Clause::Id(ids) => {
+                self.sql
+                    .push("SELECT res_key FROM resource WHERE res_type IN ");
+                self.sql.bind_list(types.iter().map(String::as_str));
+                self.sql.push(" AND res_id IN ");
+                self.sql.bind_list(ids.iter().map(String::as_str));
+            }
+            Clause::Match { param, values, .. } => {
+                for (i, group) in groups(values).iter().enumerate() {
+                    if i > 0 {
+                        self.sql.push(" UNION ");
+                    }
+                    self.group(None, types, param, group)?;
+                }
+            }
+            Clause::Chain {
+                param,
+                target_types,
+                inner,
+            } => {
+                let ids = self.param_ids(types, &param.code)?;
+                let (x, t) = (self.alias("c"), self.alias("t"));
+                let inner = std::slice::from_ref(inner.as_ref());
+                let driver = driver(inner);
+                self.sql.push(&format!("SELECT DISTINCT {x}.res_key FROM "));
+                self.from(&t, target_types, inner, driver, None)?;
+                self.sql
+                    .push(&format!(" CROSS JOIN search_reference {x} WHERE "));
+                self.conditions(&t, target_types, inner, driver, None)?;
+                self.sql.push(&format!(
+                    " AND {x}.target_type = {t}.res_type AND {x}.target_id = {t}.res_id AND {x}.param_id IN "
+                ));
+                self.sql.int_list(ids);
+            }
+            Clause::Has {
+                source_type,
+                param,
+                inner,
+            } => {
+                let sources = std::slice::from_ref(source_type);
+                let ids = self.param_ids(sources, &param.code)?;
+                let (x, s, tr) = (self.alias("h"), self.alias("s"), self.alias("r"));
+                let inner = std::slice::from_ref(inner.as_ref());
+                let driver = driver(inner);
+                self.sql
+                    .push(&format!("SELECT DISTINCT {tr}.res_key FROM "));
+                self.from(&s, sources, inner, driver, None)?;
+                self.sql.push(&format!(
+                    " CROSS JOIN search_reference {x} CROSS JOIN resource {tr} WHERE "
+                ));
+                self.conditions(&s, sources, inner, driver, None)?;
+                self.sql.push(&format!(
+                    " AND {x}.res_key = {s}.res_key AND +{x}.param_id IN "
+                ));
+                self.sql.int_list(ids);
+                self.sql.push(&format!(" AND {x}.target_type IN "));
+                self.sql.bind_list(types.iter().map(String::as_str));
+                self.sql.push(&format!(
+                    " AND {tr}.res_type = {x}.target_type AND {tr}.res_id = {x}.target_id"
+                ));
+            }
+            Clause::LastUpdated(_) | Clause::Missing { .. } => {
+                return Err(PlanError::Unsupported(
+                    "internal: this clause cannot drive a search".into(),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// The clause as a condition on the resource row `alias`: `EXISTS` probes that start from
+    /// the row's key (the `+` before `param_id` keeps SQLite on the `(res_key, ...)` primary
+    /// key rather than a `param_id` index that would scan the parameter's whole range).
+    fn probe(&mut self, alias: &str, types: &[String], clause: &Clause) -> Result<(), PlanError> {
         match clause {
             Clause::Id(ids) => {
                 self.sql.push(alias).push(".res_id IN ");
@@ -252,7 +394,16 @@ impl<'a> Planner<'a> {
                 if *negate {
                     self.sql.push("NOT ");
                 }
-                self.matches(alias, types, param, values, driving && !negate)?;
+                self.sql.push("(");
+                for (i, group) in groups(values).iter().enumerate() {
+                    if i > 0 {
+                        self.sql.push(" OR ");
+                    }
+                    self.sql.push("EXISTS (");
+                    self.group(Some(alias), types, param, group)?;
+                    self.sql.push(")");
+                }
+                self.sql.push(")");
             }
             Clause::Missing { param, missing } => {
                 let table = Table::of_kind(param.kind).ok_or_else(|| {
@@ -267,7 +418,7 @@ impl<'a> Planner<'a> {
                 }
                 let x = self.alias("m");
                 self.sql.push(&format!(
-                    "EXISTS (SELECT 1 FROM {} {x} WHERE {x}.res_key = {alias}.res_key AND {x}.param_id IN ",
+                    "EXISTS (SELECT 1 FROM {} {x} WHERE {x}.res_key = {alias}.res_key AND +{x}.param_id IN ",
                     table.name()
                 ));
                 self.sql.int_list(ids).push(")");
@@ -278,23 +429,17 @@ impl<'a> Planner<'a> {
                 inner,
             } => {
                 let ids = self.param_ids(types, &param.code)?;
-                let x = self.alias("c");
-                let t = self.alias("t");
-                if driving {
-                    self.sql.push(&format!(
-                        "{alias}.res_key IN (SELECT {x}.res_key FROM resource {t} JOIN search_reference {x} \
-                         ON {x}.target_type = {t}.res_type AND {x}.target_id = {t}.res_id AND {x}.param_id IN "
-                    ));
-                    self.sql.int_list(ids).push(" WHERE ");
-                } else {
-                    self.sql.push(&format!(
-                        "EXISTS (SELECT 1 FROM search_reference {x} JOIN resource {t} \
-                         ON {t}.res_type = {x}.target_type AND {t}.res_id = {x}.target_id \
-                         WHERE {x}.res_key = {alias}.res_key AND {x}.param_id IN "
-                    ));
-                    self.sql.int_list(ids).push(" AND ");
-                }
-                self.filters(&t, target_types, std::slice::from_ref(inner))?;
+                let (x, t) = (self.alias("c"), self.alias("t"));
+                self.sql.push(&format!(
+                    "EXISTS (SELECT 1 FROM search_reference {x} CROSS JOIN resource {t} \
+                     WHERE {x}.res_key = {alias}.res_key AND +{x}.param_id IN "
+                ));
+                self.sql.int_list(ids);
+                self.sql.push(&format!(
+                    " AND {t}.res_type = {x}.target_type AND {t}.res_id = {x}.target_id AND "
+                ));
+                let inner = std::slice::from_ref(inner.as_ref());
+                self.conditions(&t, target_types, inner, None, None)?;
                 self.sql.push(")");
             }
             Clause::Has {
@@ -304,65 +449,53 @@ impl<'a> Planner<'a> {
             } => {
                 let sources = std::slice::from_ref(source_type);
                 let ids = self.param_ids(sources, &param.code)?;
-                let x = self.alias("h");
-                let s = self.alias("s");
-                if driving {
-                    self.sql.push(&format!(
-                        "{alias}.res_id IN (SELECT {x}.target_id FROM resource {s} JOIN search_reference {x} \
-                         ON {x}.res_key = {s}.res_key AND {x}.param_id IN "
-                    ));
-                    self.sql.int_list(ids);
-                    self.sql.push(&format!(" AND {x}.target_type IN "));
-                    self.sql.bind_list(types.iter().map(String::as_str));
-                    self.sql.push(" WHERE ");
-                } else {
-                    self.sql.push(&format!(
-                        "EXISTS (SELECT 1 FROM search_reference {x} JOIN resource {s} ON {s}.res_key = {x}.res_key \
-                         WHERE {x}.target_type = {alias}.res_type AND {x}.target_id = {alias}.res_id AND {x}.param_id IN "
-                    ));
-                    self.sql.int_list(ids).push(" AND ");
-                }
-                self.filters(&s, sources, std::slice::from_ref(inner))?;
+                let (x, s) = (self.alias("h"), self.alias("s"));
+                self.sql.push(&format!(
+                    "EXISTS (SELECT 1 FROM search_reference {x} CROSS JOIN resource {s} \
+                     WHERE {x}.target_type = {alias}.res_type AND {x}.target_id = {alias}.res_id AND {x}.param_id IN "
+                ));
+                self.sql.int_list(ids);
+                self.sql
+                    .push(&format!(" AND {s}.res_key = {x}.res_key AND "));
+                let inner = std::slice::from_ref(inner.as_ref());
+                self.conditions(&s, sources, inner, None, None)?;
                 self.sql.push(")");
             }
         }
         Ok(())
     }
 
-    /// Any of `values` of `param` matches, as `EXISTS` probes or, when `driving`, as
-    /// `res_key IN` index scans.
-    fn matches(
+    /// One group of values from one index table: with `alias`, the body of an `EXISTS` probe
+    /// on that resource; without, a `SELECT` of the matching keys.
+    fn group(
         &mut self,
-        alias: &str,
+        alias: Option<&str>,
         types: &[String],
         param: &ParamKey,
-        values: &[Value],
-        driving: bool,
+        group: &[&Value],
     ) -> Result<(), PlanError> {
-        self.sql.push("(");
-        for (i, value) in values.iter().enumerate() {
+        if let [Value::Composite(parts)] = group {
+            return self.composite(alias, types, param, parts);
+        }
+        let (table, suffix) = target_of(group[0]);
+        let ids = self.param_ids(types, &format!("{}{suffix}", param.code))?;
+        let x = self.alias("x");
+        match alias {
+            Some(alias) => self.sql.push(&format!(
+                "SELECT 1 FROM {} {x} WHERE {x}.res_key = {alias}.res_key AND +{x}.param_id IN ",
+                table.name()
+            )),
+            None => self.sql.push(&format!(
+                "SELECT DISTINCT {x}.res_key FROM {} {x} WHERE {x}.param_id IN ",
+                table.name()
+            )),
+        };
+        self.sql.int_list(ids).push(" AND (");
+        for (i, value) in group.iter().enumerate() {
             if i > 0 {
                 self.sql.push(" OR ");
             }
-            if let Value::Composite(parts) = value {
-                self.composite(alias, types, param, parts, driving)?;
-                continue;
-            }
-            let (table, suffix) = target_of(value);
-            let ids = self.param_ids(types, &format!("{}{suffix}", param.code))?;
-            let x = self.alias("x");
-            if driving {
-                self.sql.push(&format!(
-                    "{alias}.res_key IN (SELECT {x}.res_key FROM {} {x} WHERE {x}.param_id IN ",
-                    table.name()
-                ));
-            } else {
-                self.sql.push(&format!(
-                    "EXISTS (SELECT 1 FROM {} {x} WHERE {x}.res_key = {alias}.res_key AND {x}.param_id IN ",
-                    table.name()
-                ));
-            }
-            self.sql.int_list(ids).push(" AND ");
+            self.sql.push("(");
             self.value(&x, value)?;
             self.sql.push(")");
         }
@@ -373,11 +506,10 @@ impl<'a> Planner<'a> {
     /// A composite value: one index row per component, tied by the same `grp`.
     fn composite(
         &mut self,
-        alias: &str,
+        alias: Option<&str>,
         types: &[String],
         param: &ParamKey,
         parts: &[Value],
-        driving: bool,
     ) -> Result<(), PlanError> {
         let mut joined = Vec::new();
         for (i, part) in parts.iter().enumerate() {
@@ -385,43 +517,39 @@ impl<'a> Planner<'a> {
             let ids = self.param_ids(types, &format!("{}{COMPONENT_SEPARATOR}{i}", param.code))?;
             joined.push((self.alias("k"), table, ids, part));
         }
-        let Some(((first, first_table, _, _), rest)) = joined.split_first() else {
+        let Some((first, _, _, _)) = joined.first() else {
             return Err(PlanError::Unsupported(format!(
                 "composite parameter \"{}\" needs a value per component",
                 param.code
             )));
         };
-        if driving {
-            self.sql.push(&format!(
-                "{alias}.res_key IN (SELECT {first}.res_key FROM {} {first}",
-                first_table.name()
-            ));
-        } else {
-            self.sql.push(&format!(
-                "EXISTS (SELECT 1 FROM {} {first}",
-                first_table.name()
-            ));
-        }
-        for (k, table, _, _) in rest {
-            self.sql.push(&format!(
-                " JOIN {} {k} ON {k}.res_key = {first}.res_key AND {k}.grp = {first}.grp",
-                table.name()
-            ));
-        }
-        self.sql.push(" WHERE ");
-        if !driving {
-            self.sql
-                .push(&format!("{first}.res_key = {alias}.res_key AND "));
-        }
+        let first = first.clone();
+        let tables: Vec<String> = joined
+            .iter()
+            .map(|(k, table, _, _)| format!("{} {k}", table.name()))
+            .collect();
+        match alias {
+            Some(alias) => self.sql.push(&format!(
+                "SELECT 1 FROM {} WHERE {first}.res_key = {alias}.res_key AND ",
+                tables.join(" CROSS JOIN ")
+            )),
+            None => self.sql.push(&format!(
+                "SELECT DISTINCT {first}.res_key FROM {} WHERE ",
+                tables.join(" CROSS JOIN ")
+            )),
+        };
         for (i, (k, _, ids, part)) in joined.iter().enumerate() {
             if i > 0 {
-                self.sql.push(" AND ");
+                self.sql.push(&format!(
+                    " AND {k}.res_key = {first}.res_key AND {k}.grp = {first}.grp AND "
+                ));
             }
-            self.sql.push(&format!("{k}.param_id IN "));
+            // The first component is found through its value index when driving.
+            let plus = if i == 0 && alias.is_none() { "" } else { "+" };
+            self.sql.push(&format!("{plus}{k}.param_id IN "));
             self.sql.int_list(ids.iter().copied()).push(" AND ");
             self.value(k, part)?;
         }
-        self.sql.push(")");
         Ok(())
     }
 
@@ -615,12 +743,28 @@ impl<'a> Planner<'a> {
             .join(", ");
         Ok((
             format!(
-                "COALESCE((SELECT {aggregate}(o.{column}) FROM {} o WHERE o.res_key = {alias}.res_key AND o.param_id IN ({list})), {missing})",
+                "COALESCE((SELECT {aggregate}(o.{column}) FROM {} o WHERE o.res_key = {alias}.res_key AND +o.param_id IN ({list})), {missing})",
                 table.name()
             ),
             ty,
         ))
     }
+}
+
+/// The values of one clause grouped by the index they are looked up in (`a,b` on one table is
+/// one probe with `OR`); each composite value is a group of its own.
+fn groups(values: &[Value]) -> Vec<Vec<&Value>> {
+    let mut groups: Vec<Vec<&Value>> = Vec::new();
+    for value in values {
+        let joins = !matches!(value, Value::Composite(_));
+        match groups.iter_mut().find(|g| {
+            joins && !matches!(g[0], Value::Composite(_)) && target_of(g[0]) == target_of(value)
+        }) {
+            Some(group) => group.push(value),
+            None => groups.push(vec![value]),
+        }
+    }
+    groups
 }
 
 fn token(sql: &mut Sql, x: &str, system: &SystemMatch, code: Option<&str>) {
