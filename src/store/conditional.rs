@@ -9,7 +9,6 @@ use diesel::RunQueryDsl;
 
 use super::backend::DbConnection;
 use super::resources::{delete_in, write_in};
-use super::search::keys::ParamIds;
 use super::search::{SearchError, SearchRequest};
 use super::{Deletion, Prepared, Prior, Store, StoreError, WriteError, WriteTarget, Written};
 use crate::access::AccessScope;
@@ -32,7 +31,6 @@ pub enum Resolved {
 /// The transaction a conditional interaction acts in, once it knows what matched.
 pub struct Tx<'c> {
     conn: &'c mut DbConnection,
-    ids: &'c ParamIds,
 }
 
 impl Tx<'_> {
@@ -43,7 +41,7 @@ impl Tx<'_> {
         target: &WriteTarget<'_>,
         prepare: &mut dyn FnMut(Prior<'_>, i64, i64) -> Result<Prepared, E>,
     ) -> Result<Written, WriteError<E>> {
-        write_in(self.conn, self.ids, scope, target, prepare)
+        write_in(self.conn, scope, target, prepare)
     }
 
     /// As [`Store::delete`], inside this transaction.
@@ -86,7 +84,6 @@ impl Store {
         criteria: &SearchQuery,
         act: impl FnOnce(&mut Tx<'_>, Resolved) -> Result<T, E>,
     ) -> Result<T, ConditionalError<E>> {
-        let ids = self.search_ids()?;
         let mut criteria = criteria.clone();
         criteria.includes.clear();
         criteria.revincludes.clear();
@@ -121,7 +118,7 @@ impl Store {
                     _ => Resolved::Many,
                 };
                 let act = act.take().expect("a transaction body runs once");
-                act(&mut Tx { conn, ids }, resolved).map_err(ConditionalError::Failed)
+                act(&mut Tx { conn }, resolved).map_err(ConditionalError::Failed)
             })
         })
     }

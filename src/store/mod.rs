@@ -92,7 +92,7 @@ impl Store {
         Ok(())
     }
 
-    fn search_ids(&self) -> Result<&search::keys::ParamIds, StoreError> {
+    pub(crate) fn search_ids(&self) -> Result<&search::keys::ParamIds, StoreError> {
         self.search_ids.get().ok_or_else(|| {
             StoreError::Internal("search parameters were not registered at start".into())
         })

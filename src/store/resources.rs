@@ -1,16 +1,16 @@
 //! Reading and writing resources: create, update, delete, read and vread, each in one
 //! transaction, each under the caller's access scope.
 
+use std::sync::Arc;
+
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::backend::{on_backend, DbConnection};
 use super::schema::{resource, resource_compartment, resource_version};
 use super::search::index::{self, IndexRows};
-use super::search::keys::ParamIds;
 use super::{now_micros, Store, StoreError};
 use crate::access::AccessScope;
-use crate::fhir::search::IndexEntry;
 
 /// How many times a write starts over after losing a race to create the same id.
 const MAX_WRITE_ATTEMPTS: usize = 8;
@@ -84,8 +84,9 @@ pub struct Prepared {
     pub patients: Vec<String>,
     /// The JSON text to store, carrying the assigned version and timestamp.
     pub body: String,
-    /// The search values of the new content (`fhir::search::extract`).
-    pub index: Vec<IndexEntry<'static>>,
+    /// The search index rows of the new content ([`Store::index_rows`]); shared, so that a
+    /// caller computes them once, outside the write's critical section.
+    pub index: Arc<IndexRows>,
 }
 
 /// The outcome of a successful write.
@@ -149,6 +150,16 @@ impl<E> From<StoreError> for Attempt<E> {
 type RowState = (i64, i64, bool, i64);
 
 impl Store {
+    /// The search index rows of a resource of `res_type` with the extracted `entries`
+    /// (`fhir::search::index_entries`), for [`Prepared::index`].
+    pub fn index_rows(
+        &self,
+        res_type: &str,
+        entries: &[crate::fhir::search::IndexEntry<'_>],
+    ) -> Result<IndexRows, StoreError> {
+        Ok(IndexRows::new(self.search_ids()?, res_type, entries))
+    }
+
     /// Reads the current version of `res_type/res_id`, if the caller may see it.
     pub fn read(
         &self,
@@ -199,8 +210,7 @@ impl Store {
         target: &WriteTarget<'_>,
         prepare: &mut dyn FnMut(Prior<'_>, i64, i64) -> Result<Prepared, E>,
     ) -> Result<Written, WriteError<E>> {
-        let ids = self.search_ids()?;
-        self.write_with(|conn| write_in(conn, ids, scope, target, prepare))
+        self.write_with(|conn| write_in(conn, scope, target, prepare))
     }
 
     /// Deletes a resource by writing a tombstone version.
@@ -220,13 +230,12 @@ impl Store {
 /// A write on `conn`, started over when it lost a race to create the same id.
 pub(super) fn write_in<E>(
     conn: &mut DbConnection,
-    ids: &ParamIds,
     scope: &AccessScope,
     target: &WriteTarget<'_>,
     prepare: &mut dyn FnMut(Prior<'_>, i64, i64) -> Result<Prepared, E>,
 ) -> Result<Written, WriteError<E>> {
     for _ in 0..MAX_WRITE_ATTEMPTS {
-        match conn.transaction(|conn| write_attempt(conn, ids, scope, target, prepare)) {
+        match conn.transaction(|conn| write_attempt(conn, scope, target, prepare)) {
             Ok(written) => return Ok(written),
             Err(Attempt::Retry) => continue,
             Err(Attempt::Fail(e)) => return Err(WriteError::Store(e)),
@@ -260,7 +269,6 @@ fn lock_row(
 
 fn write_attempt<E>(
     conn: &mut DbConnection,
-    ids: &ParamIds,
     scope: &AccessScope,
     target: &WriteTarget<'_>,
     prepare: &mut dyn FnMut(Prior<'_>, i64, i64) -> Result<Prepared, E>,
@@ -353,11 +361,7 @@ fn write_attempt<E>(
     };
     insert_version(conn, &row)?;
     insert_compartments(conn, key, &prepared.patients)?;
-    index::insert(
-        conn,
-        key,
-        &IndexRows::new(ids, target.res_type, &prepared.index),
-    )?;
+    index::insert(conn, key, &prepared.index)?;
     Ok(Written {
         version,
         last_updated,

@@ -137,7 +137,7 @@ pub(super) fn create_if_none_exist(
                     needs_current_body: false,
                 };
                 let written = {
-                    let mut prepare = resource_preparer(state, &mut resource, &id);
+                    let mut prepare = resource_preparer(state, &mut resource, &id)?;
                     tx.write(scope, &target, &mut prepare)
                         .map_err(write_error)?
                 };
@@ -216,7 +216,7 @@ pub async fn update(
                     needs_current_body: false,
                 };
                 let written = {
-                    let mut prepare = resource_preparer(&worker, &mut resource, &id);
+                    let mut prepare = resource_preparer(&worker, &mut resource, &id)?;
                     tx.write(&scope, &target, &mut prepare)
                         .map_err(write_error)?
                 };

@@ -10,7 +10,9 @@ use super::conditional::Created;
 use crate::access::AccessScope;
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::patch::JsonPatch;
-use crate::fhir::search::{self, IndexEntry};
+use std::sync::Arc;
+
+use crate::fhir::search;
 use crate::fhir::{compartment, json, meta, served, validate};
 use crate::http::error::ApiError;
 use crate::http::negotiate::{
@@ -19,6 +21,7 @@ use crate::http::negotiate::{
 use crate::http::request::{prefer_return, read_body, version_header, Params, Return};
 use crate::http::response::{versioned, written, VersionInfo};
 use crate::http::AppState;
+use crate::store::search::index::IndexRows;
 use crate::store::{
     Deletion, Prepared, Prior, Store, StoreError, WriteError, WriteMethod, WriteTarget, Written,
 };
@@ -130,10 +133,12 @@ pub(super) async fn incoming_resource(
     }
 }
 
-/// The search values of a validated resource; failing here is a defect, not bad input.
-fn index_entries(resource: &Value, base_url: &str) -> Result<Vec<IndexEntry<'static>>, ApiError> {
-    search::index_entries(resource, base_url)
-        .map_err(|e| ApiError::internal(format!("indexing failed: {e}")))
+/// The search index rows of a validated resource; failing here is a defect, not bad input.
+fn index_rows(state: &AppState, resource: &Value) -> Result<IndexRows, ApiError> {
+    let entries = search::index_entries(resource, &state.base_url)
+        .map_err(|e| ApiError::internal(format!("indexing failed: {e}")))?;
+    let res_type = resource["resourceType"].as_str().unwrap_or_default();
+    Ok(state.store.index_rows(res_type, &entries)?)
 }
 
 /// Stamps `resource` (validated) with its id and the server's metadata and writes it.
@@ -157,7 +162,7 @@ fn store_resource(
         must_be_new: method == WriteMethod::Post,
         needs_current_body: false,
     };
-    let mut prepare = resource_preparer(state, &mut resource, res_id);
+    let mut prepare = resource_preparer(state, &mut resource, res_id)?;
     state
         .store
         .write(scope, &target, &mut prepare)
@@ -170,17 +175,20 @@ pub(super) fn resource_preparer<'a>(
     state: &'a AppState,
     resource: &'a mut Value,
     res_id: &'a str,
-) -> impl FnMut(Prior<'_>, i64, i64) -> Result<Prepared, ApiError> + 'a {
+) -> Result<impl FnMut(Prior<'_>, i64, i64) -> Result<Prepared, ApiError> + 'a, ApiError> {
     meta::set_id(resource, res_id);
     let patients = compartment::patient_compartments(state.definitions, resource, &state.base_url);
-    move |_: Prior<'_>, version: i64, last_updated: i64| {
+    // Indexed before the write: the store stamps only the version and timestamp, which no
+    // indexed parameter reads, and the SQLite writer should not wait for the extraction.
+    let index = Arc::new(index_rows(state, resource)?);
+    Ok(move |_: Prior<'_>, version: i64, last_updated: i64| {
         meta::stamp(resource, res_id, version, last_updated);
         Ok(Prepared {
             patients: patients.clone(),
-            index: index_entries(resource, &state.base_url)?,
+            index: index.clone(),
             body: resource.to_string(),
         })
-    }
+    })
 }
 
 pub(super) fn write_error(e: WriteError<ApiError>) -> ApiError {
@@ -465,7 +473,7 @@ pub(super) fn patch_preparer<'a>(
         meta::stamp(&mut patched, res_id, version, last_updated);
         Ok(Prepared {
             patients,
-            index: index_entries(&patched, &state.base_url)?,
+            index: Arc::new(index_rows(state, &patched)?),
             body: patched.to_string(),
         })
     }

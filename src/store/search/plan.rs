@@ -294,6 +294,7 @@ impl<'a> Planner<'a> {
     /// `SELECT DISTINCT ... res_key FROM ... WHERE ...`: the keys of the resources of `types`
     /// that satisfy `clause`, read from the clause's own index.
     fn driver_keys(&mut self, types: &[String], clause: &Clause) -> Result<(), PlanError> {
+        let hint = self.sql.probe_hint();
         match clause {
             Clause::Id(ids) => {
                 self.sql
@@ -347,7 +348,7 @@ impl<'a> Planner<'a> {
                 ));
                 self.conditions(&s, sources, inner, driver, None)?;
                 self.sql.push(&format!(
-                    " AND {x}.res_key = {s}.res_key AND +{x}.param_id IN "
+                    " AND {x}.res_key = {s}.res_key AND {hint}{x}.param_id IN "
                 ));
                 self.sql.int_list(ids);
                 self.sql.push(&format!(" AND {x}.target_type IN "));
@@ -369,6 +370,7 @@ impl<'a> Planner<'a> {
     /// the row's key (the `+` before `param_id` keeps SQLite on the `(res_key, ...)` primary
     /// key rather than a `param_id` index that would scan the parameter's whole range).
     fn probe(&mut self, alias: &str, types: &[String], clause: &Clause) -> Result<(), PlanError> {
+        let hint = self.sql.probe_hint();
         match clause {
             Clause::Id(ids) => {
                 self.sql.push(alias).push(".res_id IN ");
@@ -418,7 +420,7 @@ impl<'a> Planner<'a> {
                 }
                 let x = self.alias("m");
                 self.sql.push(&format!(
-                    "EXISTS (SELECT 1 FROM {} {x} WHERE {x}.res_key = {alias}.res_key AND +{x}.param_id IN ",
+                    "EXISTS (SELECT 1 FROM {} {x} WHERE {x}.res_key = {alias}.res_key AND {hint}{x}.param_id IN ",
                     table.name()
                 ));
                 self.sql.int_list(ids).push(")");
@@ -432,7 +434,7 @@ impl<'a> Planner<'a> {
                 let (x, t) = (self.alias("c"), self.alias("t"));
                 self.sql.push(&format!(
                     "EXISTS (SELECT 1 FROM search_reference {x} CROSS JOIN resource {t} \
-                     WHERE {x}.res_key = {alias}.res_key AND +{x}.param_id IN "
+                     WHERE {x}.res_key = {alias}.res_key AND {hint}{x}.param_id IN "
                 ));
                 self.sql.int_list(ids);
                 self.sql.push(&format!(
@@ -474,6 +476,7 @@ impl<'a> Planner<'a> {
         param: &ParamKey,
         group: &[&Value],
     ) -> Result<(), PlanError> {
+        let hint = self.sql.probe_hint();
         if let [Value::Composite(parts)] = group {
             return self.composite(alias, types, param, parts);
         }
@@ -482,7 +485,7 @@ impl<'a> Planner<'a> {
         let x = self.alias("x");
         match alias {
             Some(alias) => self.sql.push(&format!(
-                "SELECT 1 FROM {} {x} WHERE {x}.res_key = {alias}.res_key AND +{x}.param_id IN ",
+                "SELECT 1 FROM {} {x} WHERE {x}.res_key = {alias}.res_key AND {hint}{x}.param_id IN ",
                 table.name()
             )),
             None => self.sql.push(&format!(
@@ -545,8 +548,12 @@ impl<'a> Planner<'a> {
                 ));
             }
             // The first component is found through its value index when driving.
-            let plus = if i == 0 && alias.is_none() { "" } else { "+" };
-            self.sql.push(&format!("{plus}{k}.param_id IN "));
+            let hint = if i == 0 && alias.is_none() {
+                ""
+            } else {
+                self.sql.probe_hint()
+            };
+            self.sql.push(&format!("{hint}{k}.param_id IN "));
             self.sql.int_list(ids.iter().copied()).push(" AND ");
             self.value(k, part)?;
         }
@@ -693,6 +700,7 @@ impl<'a> Planner<'a> {
         key: &SortKey,
     ) -> Result<(String, SortType), PlanError> {
         let desc = key.descending;
+        let hint = self.sql.probe_hint();
         let param = match &key.by {
             SortBy::Id => return Ok((format!("{alias}.res_id"), SortType::Text)),
             SortBy::LastUpdated => return Ok((format!("{alias}.last_updated"), SortType::Int)),
@@ -743,7 +751,7 @@ impl<'a> Planner<'a> {
             .join(", ");
         Ok((
             format!(
-                "COALESCE((SELECT {aggregate}(o.{column}) FROM {} o WHERE o.res_key = {alias}.res_key AND +o.param_id IN ({list})), {missing})",
+                "COALESCE((SELECT {aggregate}(o.{column}) FROM {} o WHERE o.res_key = {alias}.res_key AND {hint}o.param_id IN ({list})), {missing})",
                 table.name()
             ),
             ty,

@@ -78,6 +78,17 @@ impl Sql {
         self.bind(Bind::Float(value))
     }
 
+    /// Written before a column, keeps it out of index selection on SQLite (its unary `+`), so
+    /// that a correlated probe stays on the `(res_key, ...)` primary key instead of scanning a
+    /// `(param_id, ...)` index over the parameter's whole range. PostgreSQL chooses by its
+    /// statistics and gets no hint.
+    pub fn probe_hint(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "+",
+            Backend::Postgres => "",
+        }
+    }
+
     /// `(?, ?, ...)` with one placeholder per value.
     pub fn bind_list<'v>(&mut self, values: impl IntoIterator<Item = &'v str>) -> &mut Sql {
         self.push("(");
