@@ -22,7 +22,7 @@ fn write(store: &Store, id: &str, explode: bool) -> Result<i64, String> {
         }
         Ok::<_, String>(Prepared {
             patients: vec![id.to_string()],
-            index: Vec::new(),
+            index: Default::default(),
             body: format!(r#"{{"resourceType":"Patient","id":"{id}","v":{version}}}"#),
         })
     };

@@ -484,3 +484,71 @@ backend_tests! {
         assert_eq!(set(server, "/Observation?status=amended"), of(&["o2"]));
     }
 }
+
+/// Runs `sql` on the test database directly (the server stopped).
+fn exec_on(url: &str, sql: &str) {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    match url.strip_prefix("sqlite:") {
+        Some(path) => diesel::SqliteConnection::establish(path)
+            .unwrap()
+            .batch_execute(sql)
+            .unwrap(),
+        None => diesel::PgConnection::establish(url)
+            .unwrap()
+            .batch_execute(sql)
+            .unwrap(),
+    }
+}
+
+/// A database written before the search tables existed (or before a parameter was added) is
+/// reindexed at the next start, and its resources become searchable.
+fn existing_resources_are_reindexed_at_start(backend: common::Backend) {
+    let server = Server::start(backend);
+    load(&server);
+    assert_eq!(
+        set(&server, "/Observation?patient=pA"),
+        of(&["o1", "o2", "o4"])
+    );
+    let db = Server::take_database(server);
+    exec_on(
+        &db.url,
+        "DELETE FROM search_string; DELETE FROM search_token; DELETE FROM search_reference; \
+         DELETE FROM search_date; DELETE FROM search_number; DELETE FROM search_quantity; \
+         DELETE FROM search_uri; DELETE FROM search_param;",
+    );
+    let server = Server::start_on(db, &[], &[("CARNET_LOG", "info")]);
+    assert_eq!(
+        set(&server, "/Observation?patient=pA"),
+        of(&["o1", "o2", "o4"])
+    );
+    assert_eq!(set(&server, "/Patient?name=elo"), of(&["pA"]));
+    assert_eq!(
+        set(
+            &server,
+            &format!("/Observation?value-quantity=gt80|{UCUM}|kg")
+        ),
+        of(&["o3"])
+    );
+    // A deleted resource is not brought back by the reindex.
+    let db = Server::take_database(server);
+    exec_on(&db.url, "DELETE FROM search_param;");
+    let server = Server::start_on(db, &[], &[]);
+    assert_eq!(server.delete("/Observation/o1").status, 204);
+    let db = Server::take_database(server);
+    exec_on(&db.url, "DELETE FROM search_param;");
+    let server = Server::start_on(db, &[], &[("CARNET_LOG", "info")]);
+    assert_eq!(set(&server, "/Observation?patient=pA"), of(&["o2", "o4"]));
+    let log = server.stop();
+    assert!(log.contains("reindexed"), "{log}");
+}
+
+#[test]
+fn existing_resources_are_reindexed_at_start_on_sqlite() {
+    existing_resources_are_reindexed_at_start(common::Backend::Sqlite);
+}
+
+#[test]
+fn existing_resources_are_reindexed_at_start_on_postgres() {
+    existing_resources_are_reindexed_at_start(common::Backend::Postgres);
+}

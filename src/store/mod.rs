@@ -79,17 +79,18 @@ impl Store {
     }
 
     /// Registers the search parameters of `types` (after [`Store::migrate`], before serving):
-    /// writes index them and searches can use them from then on.
+    /// writes index them and searches can use them from then on. Returns the types whose
+    /// existing resources must be reindexed ([`Store::reindex`]) because they gained keys.
     pub fn register_search_params(
         &self,
         params: &crate::fhir::search::SearchParams,
         types: &[&str],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         let names = search::keys::key_names(params, types);
-        let ids = search::keys::register(&mut *self.conn()?, &names)?;
+        let (ids, gained) = search::keys::register(&mut *self.conn()?, &names)?;
         // A second registration (tests reusing a store) keeps the first: ids never change.
         let _ = self.search_ids.set(ids);
-        Ok(())
+        Ok(gained)
     }
 
     pub(crate) fn search_ids(&self) -> Result<&search::keys::ParamIds, StoreError> {

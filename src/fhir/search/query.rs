@@ -291,6 +291,32 @@ impl QueryErrorKind {
     }
 }
 
+/// At most this many parameters per search (each one is a clause of the SQL).
+pub const MAX_PARAMETERS: usize = 64;
+/// At most this many `,`-separated values per parameter (each one is bound in the SQL, and
+/// the databases bound the number of bound values).
+pub const MAX_VALUES: usize = 200;
+/// Chains and `_has` nest at most this many levels (each level is a join).
+pub const MAX_CHAIN_DEPTH: usize = 4;
+
+/// Why a parameter is beyond the request limits, if it is. Checked before any parsing, so that
+/// a hostile name or value costs nothing.
+fn beyond_limits(name: &str, value: &str) -> Option<String> {
+    let depth = name.matches('.').count() + name.matches("_has:").count();
+    if depth > MAX_CHAIN_DEPTH {
+        return Some(format!(
+            "chains and _has nest at most {MAX_CHAIN_DEPTH} levels, this one {depth}"
+        ));
+    }
+    let values = value.split(',').count();
+    if values > MAX_VALUES {
+        return Some(format!(
+            "at most {MAX_VALUES} values per parameter, got {values}"
+        ));
+    }
+    None
+}
+
 /// Parameters that are part of the specification but not implemented.
 const NOT_SUPPORTED: &[&str] = &[
     "_text",
@@ -371,10 +397,22 @@ pub fn parse(
     };
 
     let mut seen: Vec<&str> = Vec::new();
+    if query.len() > MAX_PARAMETERS {
+        let (name, _) = &query[MAX_PARAMETERS];
+        return Err(fail(
+            name,
+            Fail::invalid(format!(
+                "a search takes at most {MAX_PARAMETERS} parameters; split it or narrow it"
+            )),
+        ));
+    }
     for (name, value) in query {
         let name = name.as_str();
         if name.is_empty() && value.is_empty() || SILENT.contains(&name) {
             continue;
+        }
+        if let Some(why) = beyond_limits(name, value) {
+            return Err(fail(name, Fail::invalid(why)));
         }
         if let Some(single) = SINGLE.iter().find(|s| **s == name) {
             if seen.contains(single) {

@@ -1820,3 +1820,27 @@ fn no_searched_type_is_an_error_not_a_panic() {
         ("code", QueryErrorKind::Unknown)
     );
 }
+
+#[test]
+fn hostile_requests_are_refused_before_any_work() {
+    // A chain deeper than the limit: refused by counting, never resolved (resolution is
+    // exponential in the depth when types branch).
+    let deep = format!("{}name", "partof.".repeat(40));
+    let e = error("Organization", &deep, "x");
+    assert_eq!(e.kind, QueryErrorKind::Invalid);
+    assert!(e.message.contains("at most 4 levels"), "{}", e.message);
+    // Four levels are fine.
+    assert!(parse_on(
+        &["Organization"],
+        &[("partof.partof.partof.partof.name", "x")]
+    )
+    .is_ok());
+    let many = vec!["a"; MAX_VALUES + 1].join(",");
+    let e = error("Patient", "_id", &many);
+    assert!(e.message.contains("at most 200 values"), "{}", e.message);
+    let too_many: Vec<(&str, &str)> = vec![("gender", "female"); MAX_PARAMETERS + 1];
+    let e = parse_on(&["Patient"], &too_many).unwrap_err();
+    assert!(e.message.contains("at most 64 parameters"), "{}", e.message);
+    // Lenient handling does not lift the limits.
+    assert!(lenient(&["Organization"], &[(deep.as_str(), "x")]).is_err());
+}

@@ -190,6 +190,7 @@ pub async fn update(
         worker
             .store
             .conditional(&scope, &criteria, |tx, resolved| {
+                let created_at_body_id = resolved == Resolved::None && body_id.is_some();
                 let id = match (resolved, body_id) {
                     (Resolved::Many, _) => return Err(several("conditional update")),
                     (Resolved::One { res_id, .. }, Some(body)) if body != res_id => {
@@ -207,12 +208,14 @@ pub async fn update(
                     (Resolved::None, Some(body)) => body,
                     (Resolved::None, None) => uuid::Uuid::new_v4().to_string(),
                 };
+                // An id chosen by the body when nothing matched must be new: an existing
+                // resource the criteria did not select is not this request's to overwrite (409).
                 let target = WriteTarget {
                     res_type: &ty,
                     res_id: &id,
                     method: WriteMethod::Put,
                     if_match,
-                    must_be_new: false,
+                    must_be_new: created_at_body_id,
                     needs_current_body: false,
                 };
                 let written = {

@@ -27,6 +27,15 @@ impl ParamIds {
     pub fn get(&self, res_type: &str, name: &str) -> Option<i32> {
         self.ids.get(res_type)?.get(name).copied()
     }
+
+    /// Every key of `res_type` (for `_revinclude=Type:*`: the reference index holds only
+    /// reference keys, so this selects every reference parameter).
+    pub fn all(&self, res_type: &str) -> impl Iterator<Item = i32> + '_ {
+        self.ids
+            .get(res_type)
+            .into_iter()
+            .flat_map(|m| m.values().copied())
+    }
 }
 
 /// The key names of every parameter of `types`, as `(type, name)`.
@@ -58,9 +67,24 @@ pub fn key_names<'t>(params: &SearchParams, types: &[&'t str]) -> Vec<(&'t str, 
 }
 
 /// Registers `names` (idempotent, safe when several nodes start at once) and reads back
-/// every registered id.
-pub fn register(conn: &mut DbConnection, names: &[(&str, String)]) -> Result<ParamIds, StoreError> {
-    for chunk in names.chunks(400) {
+/// every registered id. Also returns the types that gained keys: their resources were indexed
+/// without them (or not at all, before the search tables existed) and need a reindex.
+pub fn register(
+    conn: &mut DbConnection,
+    names: &[(&str, String)],
+) -> Result<(ParamIds, Vec<String>), StoreError> {
+    let before = load(conn)?;
+    let missing: Vec<&(&str, String)> = names
+        .iter()
+        .filter(|(ty, name)| before.get(ty, name).is_none())
+        .collect();
+    let mut gained: Vec<String> = Vec::new();
+    for (ty, _) in &missing {
+        if !gained.iter().any(|t| t == ty) {
+            gained.push(ty.to_string());
+        }
+    }
+    for chunk in missing.chunks(400) {
         let values: Vec<_> = chunk
             .iter()
             .map(|(ty, name)| (search_param::res_type.eq(*ty), search_param::name.eq(name)))
@@ -70,6 +94,15 @@ pub fn register(conn: &mut DbConnection, names: &[(&str, String)]) -> Result<Par
             .on_conflict_do_nothing()
             .execute(c))?;
     }
+    let ids = if missing.is_empty() {
+        before
+    } else {
+        load(conn)?
+    };
+    Ok((ids, gained))
+}
+
+fn load(conn: &mut DbConnection) -> Result<ParamIds, StoreError> {
     let rows: Vec<(i32, String, String)> = search_param::table
         .select((
             search_param::param_id,

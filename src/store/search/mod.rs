@@ -6,6 +6,7 @@ pub mod cursor;
 pub mod index;
 pub mod keys;
 pub mod plan;
+pub mod reindex;
 pub mod sql;
 
 use std::collections::HashSet;
@@ -65,7 +66,9 @@ pub struct SearchPage {
 pub enum SearchError {
     #[error(transparent)]
     Plan(#[from] PlanError),
-    #[error("the _cursor does not belong to this search; start again from the first page")]
+    #[error(
+        "the paging cursor does not fit this search's sort order; start again from the first page"
+    )]
     BadCursor,
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -76,6 +79,9 @@ impl From<diesel::result::Error> for SearchError {
         SearchError::Store(StoreError::Database(e))
     }
 }
+
+// `KeyRow` has one typed slot per sort key.
+const _: () = assert!(MAX_SORT_KEYS == 3);
 
 #[derive(QueryableByName)]
 struct KeyRow {
@@ -166,7 +172,18 @@ impl Store {
         scope: &AccessScope,
         request: &SearchRequest<'_>,
     ) -> Result<SearchPage, SearchError> {
-        self.search_on(&mut *self.conn()?, scope, request)
+        // One snapshot for the count, the page, the bodies and the includes: a resource that
+        // changes (or leaves the caller's compartments) meanwhile is seen before or after,
+        // never half.
+        let mut pooled = self.conn()?;
+        let conn: &mut DbConnection = &mut pooled;
+        conn.transaction(|conn| {
+            if let DbConnection::Postgres(pg) = conn {
+                diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .execute(pg)?;
+            }
+            self.search_on(conn, scope, request)
+        })
     }
 
     /// [`Store::search`] on a given connection (inside a write transaction for conditional
@@ -320,12 +337,14 @@ impl Store {
             let mut found = Vec::new();
             for include in &query.includes {
                 if depth == 0 || include.iterate {
-                    found.extend(self.include(conn, ids, scope, include, &sources, false)?);
+                    let left = max - included.len();
+                    found.extend(self.include(conn, ids, scope, include, &sources, false, left)?);
                 }
             }
             for include in &query.revincludes {
                 if depth == 0 || include.iterate {
-                    found.extend(self.include(conn, ids, scope, include, &sources, true)?);
+                    let left = max - included.len();
+                    found.extend(self.include(conn, ids, scope, include, &sources, true, left)?);
                 }
             }
             frontier.clear();
@@ -352,17 +371,18 @@ impl Store {
         include: &Include,
         sources: &[TypedKey],
         reverse: bool,
+        max: usize,
     ) -> Result<Vec<i64>, SearchError> {
         let source_type = std::slice::from_ref(&include.source_type);
-        let param_ids: Option<Vec<i64>> = match &include.param {
-            Some(code) => Some(
-                source_type
-                    .iter()
-                    .filter_map(|t| ids.get(t, code))
-                    .map(i64::from)
-                    .collect(),
-            ),
-            None => None,
+        // `*` (no parameter): every reference parameter of the source type, so that the
+        // index on `(param_id, target_id, ...)` still applies.
+        let param_ids: Vec<i64> = match &include.param {
+            Some(code) => source_type
+                .iter()
+                .filter_map(|t| ids.get(t, code))
+                .map(i64::from)
+                .collect(),
+            None => ids.all(&include.source_type).map(i64::from).collect(),
         };
         let mut planner = Planner::new(Sql::new(self.backend), ids, scope, 0);
         if !reverse {
@@ -379,9 +399,7 @@ impl Store {
                  ON t.res_type = x.target_type AND t.res_id = x.target_id WHERE x.res_key IN ",
             );
             planner.sql.int_list(keys);
-            if let Some(param_ids) = param_ids {
-                planner.sql.push(" AND x.param_id IN ").int_list(param_ids);
-            }
+            planner.sql.push(" AND x.param_id IN ").int_list(param_ids);
             if let Some(target) = &include.target_type {
                 planner.sql.push(" AND t.res_type = ").bind_text(target);
             }
@@ -405,10 +423,7 @@ impl Store {
                  ON s.res_key = x.res_key WHERE s.res_type = ",
             );
             planner.sql.bind_text(&include.source_type);
-            // Without a parameter (`*`), any reference of the source type.
-            if let Some(param_ids) = param_ids {
-                planner.sql.push(" AND x.param_id IN ").int_list(param_ids);
-            }
+            planner.sql.push(" AND x.param_id IN ").int_list(param_ids);
             planner.sql.push(" AND (");
             let mut types: Vec<&str> = targets.iter().map(|t| t.res_type.as_str()).collect();
             types.sort_unstable();
@@ -430,6 +445,10 @@ impl Store {
             planner.sql.push(") AND NOT s.deleted");
             planner.scope("s");
         }
+        // No more than the page may still take (the caller notices the excess).
+        planner
+            .sql
+            .push(&format!(" LIMIT {}", max.saturating_add(1)));
         let rows: Vec<KeyOnly> = planner.sql.load(conn)?;
         Ok(rows.into_iter().map(|r| r.res_key).collect())
     }

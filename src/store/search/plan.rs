@@ -1,11 +1,14 @@
-//! The search planner: from the clauses of a [`SearchQuery`] to one SQL `WHERE` over the
-//! `resource` table and the `search_*` index tables, with the caller's access scope inside it.
+//! The search planner: from the clauses of a [`SearchQuery`] to SQL over the `resource` table
+//! and the `search_*` index tables, with the caller's access scope inside it.
 //!
-//! Shape: `r.res_type IN (..) AND NOT r.deleted AND <scope> AND <clauses>`. The most selective
-//! clause (see [`selectivity`]) is written `r.res_key IN (SELECT res_key FROM search_x ...)` so
-//! that the databases drive the query from that index; every other clause is a correlated
-//! `EXISTS` probe on the index's `(res_key, param_id, ...)` primary key. Chains and `_has`
-//! nest the same shape around the resources they join, scope included.
+//! Shape: `FROM (<keys of the driving clause>) d CROSS JOIN resource r WHERE r.res_key =
+//! d.res_key AND r.res_type IN (..) AND NOT r.deleted AND <scope> AND <other clauses>`. The
+//! most selective clause (see [`selectivity`]) produces the candidate keys from its own index
+//! and comes first in the join (`CROSS JOIN` keeps SQLite from reordering); every other clause
+//! is a correlated `EXISTS` probe on an index's `(res_key, param_id, ...)` primary key. Chains
+//! and `_has` nest the same shape around the resources they join, scope included.
+//!
+//! [`SearchQuery`]: crate::fhir::search::query::SearchQuery
 
 use super::index::cut;
 use super::keys::{ParamIds, COMPONENT_SEPARATOR};
@@ -98,8 +101,9 @@ fn selectivity(clause: &Clause) -> Option<u8> {
         } => values
             .iter()
             .map(|v| value_selectivity(param, v))
-            .max()
-            .flatten(),
+            .collect::<Option<Vec<u8>>>()?
+            .into_iter()
+            .max(),
         Clause::Match { negate: true, .. } | Clause::Missing { .. } | Clause::LastUpdated(_) => {
             None
         }
@@ -600,7 +604,9 @@ impl<'a> Planner<'a> {
                 };
             }
             Value::ReferenceUrl(url) => {
+                // The repeated `<> ''` lets SQLite use the partial index on URLs.
                 sql.push(&format!("{x}.url = ")).bind_text(&cut(url));
+                sql.push(&format!(" AND {x}.url <> ''"));
             }
             Value::Date(date) => {
                 let (low, high) = (format!("{x}.low"), format!("{x}.high"));
@@ -710,23 +716,28 @@ impl<'a> Planner<'a> {
         let (table, column, ty) = match param.kind {
             ParamType::Date => (
                 Table::Date,
-                if desc { "high" } else { "low" },
+                if desc { "o.high" } else { "o.low" },
                 SortType::Int,
             ),
             ParamType::Number => (
                 Table::Number,
-                if desc { "high" } else { "low" },
+                if desc { "o.high" } else { "o.low" },
                 SortType::Float,
             ),
+            // In canonical units where the unit converts, so that 500 g sorts before 72 kg.
             ParamType::Quantity => (
                 Table::Quantity,
-                if desc { "high" } else { "low" },
+                if desc {
+                    "CASE WHEN o.canon_unit <> '' THEN o.canon_high ELSE o.high END"
+                } else {
+                    "CASE WHEN o.canon_unit <> '' THEN o.canon_low ELSE o.low END"
+                },
                 SortType::Float,
             ),
-            ParamType::String => (Table::String, "normalized", SortType::Text),
-            ParamType::Token => (Table::Token, "code", SortType::Text),
-            ParamType::Reference => (Table::Reference, "target_id", SortType::Text),
-            ParamType::Uri => (Table::Uri, "uri", SortType::Text),
+            ParamType::String => (Table::String, "o.normalized", SortType::Text),
+            ParamType::Token => (Table::Token, "o.code", SortType::Text),
+            ParamType::Reference => (Table::Reference, "o.target_id", SortType::Text),
+            ParamType::Uri => (Table::Uri, "o.uri", SortType::Text),
             ParamType::Composite | ParamType::Special => {
                 return Err(PlanError::Unsupported(format!(
                     "cannot sort by the {:?} parameter \"{}\"",
@@ -751,7 +762,7 @@ impl<'a> Planner<'a> {
             .join(", ");
         Ok((
             format!(
-                "COALESCE((SELECT {aggregate}(o.{column}) FROM {} o WHERE o.res_key = {alias}.res_key AND {hint}o.param_id IN ({list})), {missing})",
+                "COALESCE((SELECT {aggregate}({column}) FROM {} o WHERE o.res_key = {alias}.res_key AND {hint}o.param_id IN ({list})), {missing})",
                 table.name()
             ),
             ty,
@@ -869,11 +880,12 @@ fn number(sql: &mut Sql, low: &str, high: &str, n: &NumberValue) {
         Prefix::Le => {
             sql.push(&format!("{low} <= ")).bind_float(n.value);
         }
+        // As gt/lt: R4 ignores the implicit precision for these prefixes.
         Prefix::Sa => {
-            sql.push(&format!("{low} >= ")).bind_float(n.high);
+            sql.push(&format!("{low} > ")).bind_float(n.value);
         }
         Prefix::Eb => {
-            sql.push(&format!("{high} < ")).bind_float(n.low);
+            sql.push(&format!("{high} < ")).bind_float(n.value);
         }
         Prefix::Ap => {
             // Within 10% of the value, and never tighter than its precision.
@@ -902,7 +914,7 @@ fn starts_with_raw(sql: &mut Sql, column: &str, prefix: &str) {
 
 /// The smallest string greater than every string starting with `prefix` (code point order,
 /// which is the byte order of UTF-8 and of the "C" collation).
-pub fn successor(prefix: &str) -> Option<String> {
+fn successor(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
     while let Some(last) = chars.pop() {
         let mut next = last as u32 + 1;

@@ -36,18 +36,6 @@ impl Sql {
         }
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-
-    pub fn binds(&self) -> &[Bind] {
-        &self.binds
-    }
-
     pub fn push(&mut self, text: &str) -> &mut Sql {
         self.text.push_str(text);
         self
@@ -89,14 +77,20 @@ impl Sql {
         }
     }
 
-    /// `(?, ?, ...)` with one placeholder per value.
+    /// `(?, ?, ...)` with one placeholder per value; `(NULL)`, which matches nothing, for none
+    /// (an empty `IN ()` is an error on PostgreSQL).
     pub fn bind_list<'v>(&mut self, values: impl IntoIterator<Item = &'v str>) -> &mut Sql {
         self.push("(");
+        let mut empty = true;
         for (i, v) in values.into_iter().enumerate() {
             if i > 0 {
                 self.push(", ");
             }
             self.bind_text(v);
+            empty = false;
+        }
+        if empty {
+            self.push("NULL");
         }
         self.push(")")
     }
