@@ -308,7 +308,7 @@ impl Store {
 
         if !query.includes.is_empty() || !query.revincludes.is_empty() {
             let (included, truncated) =
-                self.includes(conn, ids, scope, query, &match_keys, request.max_included)?;
+                self.includes(conn, scope, query, &match_keys, request.max_included)?;
             page.included = bodies(conn, backend, &included)?;
             page.included_truncated = truncated;
         }
@@ -320,7 +320,6 @@ impl Store {
     fn includes(
         &self,
         conn: &mut DbConnection,
-        ids: &keys::ParamIds,
         scope: &AccessScope,
         query: &SearchQuery,
         matches: &[i64],
@@ -338,13 +337,13 @@ impl Store {
             for include in &query.includes {
                 if depth == 0 || include.iterate {
                     let left = max - included.len();
-                    found.extend(self.include(conn, ids, scope, include, &sources, false, left)?);
+                    found.extend(self.include(conn, scope, include, &sources, false, left)?);
                 }
             }
             for include in &query.revincludes {
                 if depth == 0 || include.iterate {
                     let left = max - included.len();
-                    found.extend(self.include(conn, ids, scope, include, &sources, true, left)?);
+                    found.extend(self.include(conn, scope, include, &sources, true, left)?);
                 }
             }
             frontier.clear();
@@ -366,13 +365,13 @@ impl Store {
     fn include(
         &self,
         conn: &mut DbConnection,
-        ids: &keys::ParamIds,
         scope: &AccessScope,
         include: &Include,
         sources: &[TypedKey],
         reverse: bool,
         max: usize,
     ) -> Result<Vec<i64>, SearchError> {
+        let ids = self.search_ids()?;
         let source_type = std::slice::from_ref(&include.source_type);
         // `*` (no parameter): every reference parameter of the source type, so that the
         // index on `(param_id, target_id, ...)` still applies.
@@ -412,7 +411,7 @@ impl Store {
                     include
                         .target_type
                         .as_ref()
-                        .is_none_or(|t| *t == s.res_type)
+                        .map_or(true, |t| *t == s.res_type)
                 })
                 .collect();
             if targets.is_empty() {

@@ -852,7 +852,7 @@ fn number(sql: &mut Sql, low: &str, high: &str, n: &NumberValue) {
     // step of f64: widen it to at least the value itself, so that a value equals itself.
     let n = &NumberValue {
         low: n.low.min(n.value),
-        high: n.high.max(n.value.next_up()),
+        high: n.high.max(next_up(n.value)),
         ..*n
     };
     match n.prefix {
@@ -897,6 +897,18 @@ fn number(sql: &mut Sql, low: &str, high: &str, n: &NumberValue) {
                 .push(")");
         }
     }
+}
+
+/// The smallest double above `v` (`f64::next_up`, stable only since Rust 1.86).
+fn next_up(v: f64) -> f64 {
+    if v.is_nan() || v == f64::INFINITY {
+        return v;
+    }
+    if v == 0.0 {
+        return f64::from_bits(1);
+    }
+    let bits = v.to_bits();
+    f64::from_bits(if v > 0.0 { bits + 1 } else { bits - 1 })
 }
 
 /// `column` starts with the normalised `text`: a range on the index, not `LIKE`, so that
@@ -959,6 +971,14 @@ fn uri_ancestors(uri: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_up_is_the_next_double() {
+        assert!(next_up(82.15498417239294) > 82.15498417239294);
+        assert_eq!(next_up(1.0), 1.0 + f64::EPSILON);
+        assert!(next_up(-1.0) > -1.0);
+        assert!(next_up(0.0) > 0.0);
+    }
 
     #[test]
     fn successors_bound_prefixes() {
