@@ -57,6 +57,8 @@ pub struct Store {
     sqlite_writes: group_commit::GroupCommit,
     /// The search index keys of this database, set by [`Store::register_search_params`].
     search_ids: std::sync::OnceLock<search::keys::ParamIds>,
+    /// Seals paging cursors, set by [`Store::register_search_params`].
+    cursor_key: std::sync::OnceLock<search::cursor::CursorKey>,
 }
 
 pub(crate) type Conn = PooledConnection<ConnectionManager<DbConnection>>;
@@ -70,6 +72,7 @@ impl Store {
             backend: url.backend(),
             sqlite_writes: group_commit::GroupCommit::new(),
             search_ids: std::sync::OnceLock::new(),
+            cursor_key: std::sync::OnceLock::new(),
         })
     }
 
@@ -87,10 +90,38 @@ impl Store {
         types: &[&str],
     ) -> Result<Vec<String>, StoreError> {
         let names = search::keys::key_names(params, types);
-        let (ids, gained) = search::keys::register(&mut *self.conn()?, &names)?;
+        let mut conn = self.conn()?;
+        let (ids, gained) = search::keys::register(&mut conn, &names)?;
+        let key = search::cursor::CursorKey::load_or_create(&mut conn)?;
         // A second registration (tests reusing a store) keeps the first: ids never change.
         let _ = self.search_ids.set(ids);
+        let _ = self.cursor_key.set(key);
         Ok(gained)
+    }
+
+    /// The sealed text of a paging cursor of the search described by `context`.
+    pub fn seal_cursor(
+        &self,
+        cursor: &search::cursor::SearchCursor,
+        context: &[u8],
+    ) -> Result<String, StoreError> {
+        Ok(self.cursor_key()?.seal(cursor, context))
+    }
+
+    /// The cursor sealed in `text` for the search described by `context`; `None` when it was
+    /// not (another search, another database, or not a cursor at all).
+    pub fn open_cursor(
+        &self,
+        text: &str,
+        context: &[u8],
+    ) -> Result<Option<search::cursor::SearchCursor>, StoreError> {
+        Ok(self.cursor_key()?.open(text, context))
+    }
+
+    fn cursor_key(&self) -> Result<&search::cursor::CursorKey, StoreError> {
+        self.cursor_key.get().ok_or_else(|| {
+            StoreError::Internal("search parameters were not registered at start".into())
+        })
     }
 
     pub(crate) fn search_ids(&self) -> Result<&search::keys::ParamIds, StoreError> {

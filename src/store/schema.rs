@@ -118,3 +118,10 @@ diesel::table! {
         uri -> Text,
     }
 }
+
+diesel::table! {
+    server_key (name) {
+        name -> Text,
+        key -> Binary,
+    }
+}

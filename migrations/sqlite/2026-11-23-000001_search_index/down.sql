@@ -1,3 +1,4 @@
+DROP TABLE server_key;
 DROP INDEX resource_by_type;
 DROP TABLE search_uri;
 DROP TABLE search_quantity;

@@ -56,8 +56,8 @@ CREATE TABLE search_date (
     high     BIGINT  NOT NULL,
     PRIMARY KEY (res_key, param_id, grp, low, high)
 ) WITHOUT ROWID;
-CREATE INDEX search_date_by_low ON search_date (param_id, low, high, res_key);
-CREATE INDEX search_date_by_high ON search_date (param_id, high, low, res_key);
+-- One value index per table: each index entry is a page a write dirties (see database.md).
+CREATE INDEX search_date_by_value ON search_date (param_id, low, high, res_key);
 
 -- A value is [value, value]; a Range is [low, high] (an open end is -/+ infinity as +-1e308).
 CREATE TABLE search_number (
@@ -85,8 +85,7 @@ CREATE TABLE search_quantity (
     canon_high REAL NOT NULL,
     PRIMARY KEY (res_key, param_id, grp, code, system, low, high)
 ) WITHOUT ROWID;
-CREATE INDEX search_quantity_by_code ON search_quantity (param_id, code, low, res_key);
-CREATE INDEX search_quantity_by_canonical ON search_quantity (param_id, canon_unit, canon_low, res_key);
+CREATE INDEX search_quantity_by_value ON search_quantity (param_id, canon_unit, canon_low, res_key);
 
 CREATE TABLE search_uri (
     res_key  BIGINT  NOT NULL,
@@ -100,3 +99,10 @@ CREATE INDEX search_uri_by_value ON search_uri (param_id, uri, res_key);
 -- A type's resources in key order: searches without a selective clause scan it and stop at
 -- the page (keyset paging on res_key).
 CREATE INDEX resource_by_type ON resource (res_type, res_key);
+
+-- Secrets shared by every node of this database: `cursor` seals search paging cursors, which
+-- carry sort values (names, dates) that must not travel readable in URLs.
+CREATE TABLE server_key (
+    name TEXT NOT NULL PRIMARY KEY,
+    key  BLOB NOT NULL
+);

@@ -184,9 +184,17 @@ async fn search(
     } else {
         parsed.count.unwrap_or(DEFAULT_COUNT).min(MAX_COUNT)
     };
-    let fingerprint = fingerprint(&target.path(), &parsed);
+    let context = cursor_context(&target.path(), &parsed);
     let cursor = match &parsed.cursor {
-        Some(text) => Some(decode_cursor(text, &fingerprint)?),
+        Some(text) => Some(state.store.open_cursor(text, &context)?.ok_or_else(|| {
+            ApiError::bad_request(
+                Issue::error(
+                    "value",
+                    "_cursor: not a paging cursor of this search; follow the Bundle's links",
+                )
+                .at("_cursor"),
+            )
+        })?),
         None => None,
     };
 
@@ -228,14 +236,19 @@ async fn search(
         format!("{base}?{encoded}")
     };
     let self_link = link(parsed.cursor.clone());
+    let seal = |c: &SearchCursor| state.store.seal_cursor(c, &context);
     let next = page
         .next
         .as_ref()
-        .map(|c| link(Some(encode_cursor(c, &fingerprint))));
+        .map(seal)
+        .transpose()?
+        .map(|c| link(Some(c)));
     let previous = page
         .previous
         .as_ref()
-        .map(|c| link(Some(encode_cursor(c, &fingerprint))));
+        .map(seal)
+        .transpose()?
+        .map(|c| link(Some(c)));
 
     let mut warnings = Vec::new();
     if !parsed.ignored.is_empty() {
@@ -318,45 +331,18 @@ pub(super) fn query_error(e: QueryError) -> ApiError {
     ApiError::bad_request(Issue::error(code, e.message).at(e.param))
 }
 
-/// Ties a cursor to its search: a cursor pasted onto another query is refused rather than
-/// silently paging through the wrong results.
-fn fingerprint(path: &str, query: &SearchQuery) -> String {
-    let mut hash: u32 = 0x811c_9dc5;
-    let mut eat = |text: &str| {
-        for b in text.bytes().chain(std::iter::once(0)) {
-            hash ^= u32::from(b);
-            hash = hash.wrapping_mul(0x0100_0193);
-        }
-    };
-    eat(path);
+/// What a cursor is bound to: the searched path and the parameters as applied (`_count`
+/// aside, which a client may change between pages). A cursor pasted onto another query is
+/// refused rather than silently paging through the wrong results.
+fn cursor_context(path: &str, query: &SearchQuery) -> Vec<u8> {
+    let mut context = path.as_bytes().to_vec();
     for (k, v) in &query.applied {
         if k != "_count" {
-            eat(k);
-            eat(v);
+            for part in [k.as_bytes(), v.as_bytes()] {
+                context.push(0);
+                context.extend_from_slice(part);
+            }
         }
     }
-    format!("{hash:08x}")
-}
-
-fn encode_cursor(cursor: &SearchCursor, fingerprint: &str) -> String {
-    format!("{fingerprint}.{}", cursor.encode())
-}
-
-fn decode_cursor(text: &str, fingerprint: &str) -> Result<SearchCursor, ApiError> {
-    let bad = |why: &str| {
-        ApiError::bad_request(
-            Issue::error(
-                "value",
-                format!("_cursor: {why}; follow the Bundle's links"),
-            )
-            .at("_cursor"),
-        )
-    };
-    let (owner, cursor) = text
-        .split_once('.')
-        .ok_or_else(|| bad("not a paging cursor of this server"))?;
-    if owner != fingerprint {
-        return Err(bad("this cursor belongs to another search"));
-    }
-    SearchCursor::decode(cursor).ok_or_else(|| bad("not a paging cursor of this server"))
+    context
 }
