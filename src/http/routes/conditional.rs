@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
 use super::resource::{
-    check_type, deletion_response, patch_preparer, patch_target, resource_preparer, scope,
+    answer, check_type, deletion_response, patch_preparer, patch_target, resource_preparer, scope,
     write_error,
 };
 use crate::access::AccessScope;
@@ -18,8 +18,7 @@ use crate::fhir::patch::JsonPatch;
 use crate::fhir::search::query::{self, SearchQuery};
 use crate::http::error::ApiError;
 use crate::http::negotiate::{body_kind, reply_format, unsupported, Body};
-use crate::http::request::{prefer, prefer_return, read_body, version_header};
-use crate::http::response::{written, VersionInfo};
+use crate::http::request::{prefer, read_body, version_header};
 use crate::http::AppState;
 use crate::store::conditional::{ConditionalError, Resolved};
 use crate::store::{Deletion, WriteMethod, WriteTarget, Written};
@@ -233,20 +232,7 @@ pub async fn update(
     } else {
         StatusCode::OK
     };
-    let info = VersionInfo {
-        res_type: &res_type,
-        res_id: &id,
-        version: stored.version,
-        last_updated: stored.last_updated,
-    };
-    Ok(written(
-        status,
-        &info,
-        &state.base_url,
-        reply,
-        prefer_return(&req),
-        stored.body,
-    ))
+    Ok(answer(&req, &state, reply, status, &res_type, &id, stored))
 }
 
 /// `PATCH [type]?criteria`: patches the one match; 404 when none matches, 412 for several.
@@ -302,19 +288,14 @@ pub async fn patch(
             .map_err(conditional_error)
     })
     .await??;
-    let info = VersionInfo {
-        res_type: &res_type,
-        res_id: &id,
-        version: stored.version,
-        last_updated: stored.last_updated,
-    };
-    Ok(written(
-        StatusCode::OK,
-        &info,
-        &state.base_url,
+    Ok(answer(
+        &req,
+        &state,
         reply,
-        prefer_return(&req),
-        stored.body,
+        StatusCode::OK,
+        &res_type,
+        &id,
+        stored,
     ))
 }
 

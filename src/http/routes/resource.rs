@@ -133,6 +133,33 @@ pub(super) async fn incoming_resource(
     }
 }
 
+/// The answer to a write: `status`, the version headers, `Location`, and the body that
+/// `Prefer: return` asks for.
+pub(super) fn answer(
+    req: &HttpRequest,
+    state: &AppState,
+    reply: Reply,
+    status: StatusCode,
+    res_type: &str,
+    res_id: &str,
+    stored: Written,
+) -> HttpResponse {
+    let info = VersionInfo {
+        res_type,
+        res_id,
+        version: stored.version,
+        last_updated: stored.last_updated,
+    };
+    written(
+        status,
+        &info,
+        &state.base_url,
+        reply,
+        prefer_return(req),
+        stored.body,
+    )
+}
+
 /// The search index rows of a validated resource; failing here is a defect, not bad input.
 fn index_rows(state: &AppState, resource: &Value) -> Result<IndexRows, ApiError> {
     let entries = search::index_entries(resource, &state.base_url)
@@ -273,19 +300,14 @@ pub async fn create(
         store_resource(&worker, &scope, resource, &res_id, WriteMethod::Post, None)
     })
     .await??;
-    let info = VersionInfo {
-        res_type: &res_type,
-        res_id: &id,
-        version: stored.version,
-        last_updated: stored.last_updated,
-    };
-    Ok(written(
-        StatusCode::CREATED,
-        &info,
-        &state.base_url,
+    Ok(answer(
+        &req,
+        &state,
         reply,
-        prefer_return(&req),
-        stored.body,
+        StatusCode::CREATED,
+        &res_type,
+        &id,
+        stored,
     ))
 }
 
@@ -338,19 +360,8 @@ pub async fn update(
     } else {
         StatusCode::OK
     };
-    let info = VersionInfo {
-        res_type: &res_type,
-        res_id: &res_id,
-        version: stored.version,
-        last_updated: stored.last_updated,
-    };
-    Ok(written(
-        status,
-        &info,
-        &state.base_url,
-        reply,
-        prefer_return(&req),
-        stored.body,
+    Ok(answer(
+        &req, &state, reply, status, &res_type, &res_id, stored,
     ))
 }
 
@@ -384,19 +395,14 @@ pub async fn patch(
     let (ty, id) = (res_type.clone(), res_id.clone());
     let stored =
         web::block(move || patch_resource(&worker, &scope, &ty, &id, patch, if_match)).await??;
-    let info = VersionInfo {
-        res_type: &res_type,
-        res_id: &res_id,
-        version: stored.version,
-        last_updated: stored.last_updated,
-    };
-    Ok(written(
-        StatusCode::OK,
-        &info,
-        &state.base_url,
+    Ok(answer(
+        &req,
+        &state,
         reply,
-        prefer_return(&req),
-        stored.body,
+        StatusCode::OK,
+        &res_type,
+        &res_id,
+        stored,
     ))
 }
 
