@@ -916,6 +916,9 @@ def oha(urls, duration, connections, label):
     os.remove(url_file)
     result = json.loads(out)
     pct = result["latencyPercentiles"]
+    if pct.get("p50") is None:
+        # Not one request completed in the run: every request took longer than the duration.
+        return None
     return {
         "rps": result["summary"]["requestsPerSec"],
         "success": result["summary"]["successRate"],
@@ -934,11 +937,18 @@ def measure(backend, args, queries):
             if not q["served"] or not q["paths"]:
                 continue
             urls = [f"{server.base}{p}" for p in q["paths"]]
-            if args.warmup:
-                oha(urls, args.warmup, args.connections, q["key"])
+            if args.warmup and oha(urls, args.warmup, args.connections, q["key"]) is None:
+                q["too_slow"] = args.warmup
+                print(f"  {backend.label} {q['key']}: no request completed in {args.warmup} s: not timed",
+                      file=sys.stderr)
+                continue
             q["oha"] = oha(urls, args.duration, args.connections, q["key"])
             # Latency proper: one client, so that no request waits behind others on 2 cores.
             q["oha1"] = oha(urls, args.latency_duration, 1, q["key"])
+            if q["oha"] is None or q["oha1"] is None:
+                q["too_slow"] = args.duration
+                q["oha"] = q["oha1"] = None
+                continue
             print(f"  {backend.label} {q['key']}: p50 {q['oha']['p50_ms']:.2f} ms, p99 {q['oha']['p99_ms']:.2f} ms, "
                   f"{q['oha']['rps']:,.0f}/s {q['oha']['codes']}", file=sys.stderr)
         return {"rss_before": rss_before, "rss_after": server.rss_mib()}
@@ -1025,6 +1035,8 @@ def verdict(value, limit):
 
 
 def status_of(q):
+    if q.get("too_slow"):
+        return f"**too slow**: no request completed within {q['too_slow']} s"
     if q["served"] is False:
         return f"not served: {q.get('answer', '')}"
     if q["served"] is None:
@@ -1035,6 +1047,8 @@ def status_of(q):
 
 
 def short_status(q):
+    if q.get("too_slow"):
+        return f"**too slow** (> {q['too_slow']} s)"
     if q["served"] is False:
         return "not served (" + q.get("answer", "").split(" ")[0] + ")"
     if q["served"] is None:
