@@ -210,7 +210,7 @@ impl Store {
         if query.total != crate::fhir::search::query::Total::None || request.count == 0 {
             let mut planner = Planner::new(Sql::new(backend), ids, scope, now);
             planner.sql.push("SELECT COUNT(*) AS n FROM ");
-            planner.context("r", types, &query.clauses, request.compartment)?;
+            let _ = planner.context("r", types, &query.clauses, request.compartment)?;
             let rows: Vec<CountRow> = planner.sql.load(conn)?;
             page.total = rows.first().map(|r| r.n);
         }
@@ -240,7 +240,7 @@ impl Store {
             }
         }
         planner.sql.push(" FROM ");
-        planner.context("r", types, &query.clauses, request.compartment)?;
+        let key = planner.context("r", types, &query.clauses, request.compartment)?;
         if let Some(cursor) = request.cursor {
             let values = cursor.keys.as_slice();
             if values.len() != keys.len()
@@ -256,7 +256,14 @@ impl Store {
                 .iter()
                 .map(|((e, _), desc)| (e.as_str(), *desc))
                 .collect();
-            keyset(&mut planner.sql, &exprs, values, cursor.res_key, backward);
+            keyset(
+                &mut planner.sql,
+                &key,
+                &exprs,
+                values,
+                cursor.res_key,
+                backward,
+            );
         }
         planner.sql.push(" ORDER BY ");
         for (slot, ((_, ty), desc)) in keys.iter().enumerate() {
@@ -271,11 +278,9 @@ impl Store {
                 if descending { "DESC" } else { "ASC" }
             ));
         }
-        planner.sql.push(if backward {
-            "res_key DESC"
-        } else {
-            "res_key ASC"
-        });
+        planner
+            .sql
+            .push(&format!("{key} {}", if backward { "DESC" } else { "ASC" }));
         planner
             .sql
             .push(&format!(" LIMIT {}", request.count as u64 + 1));
@@ -455,7 +460,14 @@ impl Store {
 
 /// The rows strictly after (or, going back, before) the cursor in the sort order
 /// `(keys..., res_key ASC)`.
-fn keyset(sql: &mut Sql, keys: &[(&str, bool)], values: &[SortValue], res_key: i64, back: bool) {
+fn keyset(
+    sql: &mut Sql,
+    key: &str,
+    keys: &[(&str, bool)],
+    values: &[SortValue],
+    res_key: i64,
+    back: bool,
+) {
     let Some((((expr, desc), value), rest)) = keys
         .iter()
         .zip(values)
@@ -464,7 +476,7 @@ fn keyset(sql: &mut Sql, keys: &[(&str, bool)], values: &[SortValue], res_key: i
         .map(|(f, r)| (*f, r.to_vec()))
     else {
         let op = if back { "<" } else { ">" };
-        sql.push(&format!("r.res_key {op} ")).bind_int(res_key);
+        sql.push(&format!("{key} {op} ")).bind_int(res_key);
         return;
     };
     let greater = *desc == back;
@@ -474,7 +486,7 @@ fn keyset(sql: &mut Sql, keys: &[(&str, bool)], values: &[SortValue], res_key: i
     sql.push(" AND ");
     let rest_keys: Vec<(&str, bool)> = rest.iter().map(|((e, d), _)| (*e, *d)).collect();
     let rest_values: Vec<SortValue> = rest.iter().map(|(_, v)| (*v).clone()).collect();
-    keyset(sql, &rest_keys, &rest_values, res_key, back);
+    keyset(sql, key, &rest_keys, &rest_values, res_key, back);
     sql.push("))");
 }
 

@@ -207,17 +207,26 @@ impl<'a> Planner<'a> {
     /// <conditions>`: the resources of `types` (or of the `compartment`) for which every clause
     /// holds. The most selective clause produces the candidate keys and comes first in the
     /// join (`CROSS JOIN` keeps SQLite from reordering it); the rest are probes.
+    ///
+    /// Returns the column to order and page by: the driver's key when there is a driver (equal
+    /// to `alias.res_key`, but ordering by it lets the driving index stream in key order and
+    /// the page stop early), else `alias.res_key`.
     pub fn context(
         &mut self,
         alias: &str,
         types: &[String],
         clauses: &[Clause],
         compartment: Option<&str>,
-    ) -> Result<(), PlanError> {
+    ) -> Result<String, PlanError> {
         let driver = driver(clauses);
         self.from(alias, types, clauses, driver, compartment)?;
         self.sql.push(" WHERE ");
-        self.conditions(alias, types, clauses, driver, compartment)
+        self.conditions(alias, types, clauses, driver, compartment)?;
+        Ok(if driver.is_some() || compartment.is_some() {
+            format!("d{alias}.res_key")
+        } else {
+            format!("{alias}.res_key")
+        })
     }
 
     /// The FROM part of a context: the driver's keys joined to the resource rows, or the
@@ -490,6 +499,12 @@ impl<'a> Planner<'a> {
         match alias {
             Some(alias) => self.sql.push(&format!(
                 "SELECT 1 FROM {} {x} WHERE {x}.res_key = {alias}.res_key AND {hint}{x}.param_id IN ",
+                table.name()
+            )),
+            // One exact value matches at most one row per resource (the primary key), so the
+            // keys need no DISTINCT and stream from the index in key order.
+            None if group.len() == 1 && one_row_per_resource(group[0]) => self.sql.push(&format!(
+                "SELECT {x}.res_key FROM {} {x} WHERE {x}.param_id IN ",
                 table.name()
             )),
             None => self.sql.push(&format!(
@@ -768,6 +783,30 @@ impl<'a> Planner<'a> {
             ty,
         ))
     }
+}
+
+/// Whether a value can match only one index row of a resource: every column of the row's
+/// primary key after `(res_key, param_id, grp)` is fixed by it (plain parameters have `grp` 0).
+fn one_row_per_resource(value: &Value) -> bool {
+    matches!(
+        value,
+        Value::Token {
+            system: SystemMatch::Is(_) | SystemMatch::Absent,
+            code: Some(_),
+        } | Value::TokenOfType { .. }
+            | Value::ReferenceIdentifier {
+                system: SystemMatch::Is(_) | SystemMatch::Absent,
+                ..
+            }
+            | Value::String {
+                mode: StringMode::Exact,
+                ..
+            }
+            | Value::Uri {
+                mode: UriMode::Exact,
+                ..
+            }
+    )
 }
 
 /// The values of one clause grouped by the index they are looked up in (`a,b` on one table is
