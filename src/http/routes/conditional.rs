@@ -8,17 +8,15 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
 use super::resource::{
-    answer, check_type, deletion_response, patch_preparer, patch_target, resource_preparer, scope,
-    write_error,
+    answer, check_type, deletion_response, patch_preparer, patch_target, read_patch,
+    resource_preparer, scope, write_error,
 };
 use crate::access::AccessScope;
-use crate::fhir::json;
 use crate::fhir::outcome::Issue;
-use crate::fhir::patch::JsonPatch;
 use crate::fhir::search::query::{self, SearchQuery};
 use crate::http::error::ApiError;
-use crate::http::negotiate::{body_kind, reply_format, unsupported, Body};
-use crate::http::request::{prefer, read_body, version_header};
+use crate::http::negotiate::reply_format;
+use crate::http::request::{prefer, version_header};
 use crate::http::AppState;
 use crate::store::conditional::{ConditionalError, Resolved};
 use crate::store::{Deletion, WriteMethod, WriteTarget, Written};
@@ -253,14 +251,7 @@ pub async fn patch(
     )?;
     let reply = reply_format(&req, None)?;
     let if_match = version_header(&req, header::IF_MATCH)?;
-    if body_kind(&req)? != Body::JsonPatch {
-        return Err(unsupported(
-            "PATCH takes a JSON Patch document with Content-Type application/json-patch+json",
-        ));
-    }
-    let bytes = read_body(&req, payload, state.max_body_bytes).await?;
-    let document = json::parse_strict(&bytes).map_err(ApiError::bad_request)?;
-    let patch = JsonPatch::parse(document).map_err(ApiError::bad_request)?;
+    let patch = read_patch(&req, payload, &state).await?;
     let scope = scope(&req);
     let worker = state.clone();
     let ty = res_type.clone();

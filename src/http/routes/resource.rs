@@ -382,14 +382,7 @@ pub async fn patch(
     params.reject_unknown(&req, &[])?;
     let reply = reply_format(&req, params.get("_format"))?;
     let if_match = version_header(&req, header::IF_MATCH)?;
-    if body_kind(&req)? != Body::JsonPatch {
-        return Err(unsupported(
-            "PATCH takes a JSON Patch document with Content-Type application/json-patch+json",
-        ));
-    }
-    let bytes = read_body(&req, payload, state.max_body_bytes).await?;
-    let document = json::parse_strict(&bytes).map_err(ApiError::bad_request)?;
-    let patch = JsonPatch::parse(document).map_err(ApiError::bad_request)?;
+    let patch = read_patch(&req, payload, &state).await?;
     let scope = scope(&req);
     let worker = state.clone();
     let (ty, id) = (res_type.clone(), res_id.clone());
@@ -404,6 +397,23 @@ pub async fn patch(
         &res_id,
         stored,
     ))
+}
+
+/// The JSON Patch document of a PATCH body, parsed once, before any row is locked; a body of
+/// another type is a 415, a malformed patch a 400.
+pub(super) async fn read_patch(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<JsonPatch, ApiError> {
+    if body_kind(req)? != Body::JsonPatch {
+        return Err(unsupported(
+            "PATCH takes a JSON Patch document with Content-Type application/json-patch+json",
+        ));
+    }
+    let bytes = read_body(req, payload, state.max_body_bytes).await?;
+    let document = json::parse_strict(&bytes).map_err(ApiError::bad_request)?;
+    JsonPatch::parse(document).map_err(ApiError::bad_request)
 }
 
 /// Applies the patch to the current version under the write's row lock, so that no other

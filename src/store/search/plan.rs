@@ -496,21 +496,20 @@ impl<'a> Planner<'a> {
         let (table, suffix) = target_of(group[0]);
         let ids = self.param_ids(types, &format!("{}{suffix}", param.code))?;
         let x = self.alias("x");
+        let table = table.name();
         match alias {
             Some(alias) => self.sql.push(&format!(
-                "SELECT 1 FROM {} {x} WHERE {x}.res_key = {alias}.res_key AND {hint}{x}.param_id IN ",
-                table.name()
+                "SELECT 1 FROM {table} {x} WHERE {x}.res_key = {alias}.res_key AND {hint}{x}.param_id IN "
             )),
-            // One exact value matches at most one row per resource (the primary key), so the
-            // keys need no DISTINCT and stream from the index in key order.
-            None if group.len() == 1 && one_row_per_resource(group[0]) => self.sql.push(&format!(
-                "SELECT {x}.res_key FROM {} {x} WHERE {x}.param_id IN ",
-                table.name()
-            )),
-            None => self.sql.push(&format!(
-                "SELECT DISTINCT {x}.res_key FROM {} {x} WHERE {x}.param_id IN ",
-                table.name()
-            )),
+            None => {
+                // One exact value matches at most one row per resource (the primary key), so
+                // the keys need no DISTINCT and stream from the index in key order.
+                let unique = group.len() == 1 && one_row_per_resource(group[0]);
+                let distinct = if unique { "" } else { "DISTINCT " };
+                self.sql.push(&format!(
+                    "SELECT {distinct}{x}.res_key FROM {table} {x} WHERE {x}.param_id IN "
+                ))
+            }
         };
         self.sql.int_list(ids).push(" AND (");
         for (i, value) in group.iter().enumerate() {
@@ -584,7 +583,7 @@ impl<'a> Planner<'a> {
         let sql = &mut self.sql;
         match value {
             Value::String { mode, text } => match mode {
-                StringMode::StartsWith => starts_with(sql, &format!("{x}.normalized"), text),
+                StringMode::StartsWith => starts_with(sql, &format!("{x}.normalized"), &cut(text)),
                 StringMode::Exact => {
                     sql.push(&format!("{x}.normalized = "))
                         .bind_text(&cut(&normalize(text)));
@@ -597,7 +596,7 @@ impl<'a> Planner<'a> {
                     sql.push(" ESCAPE '\\'");
                 }
             },
-            Value::TokenText(text) => starts_with(sql, &format!("{x}.normalized"), text),
+            Value::TokenText(text) => starts_with(sql, &format!("{x}.normalized"), &cut(text)),
             Value::Token { system, code } => token(sql, x, system, code.as_deref()),
             Value::ReferenceIdentifier { system, value } => token(sql, x, system, Some(value)),
             Value::TokenOfType {
@@ -642,7 +641,7 @@ impl<'a> Planner<'a> {
                     let base = text.trim_end_matches('/');
                     sql.push(&format!("({x}.uri = ")).bind_text(base);
                     sql.push(" OR (");
-                    starts_with_raw(sql, &format!("{x}.uri"), &format!("{base}/"));
+                    starts_with(sql, &format!("{x}.uri"), &format!("{base}/"));
                     sql.push("))");
                 }
                 UriMode::Above => {
@@ -950,13 +949,10 @@ fn next_up(v: f64) -> f64 {
     f64::from_bits(if v > 0.0 { bits + 1 } else { bits - 1 })
 }
 
-/// `column` starts with the normalised `text`: a range on the index, not `LIKE`, so that
-/// SQLite and PostgreSQL both use the B-tree with a bound value.
-fn starts_with(sql: &mut Sql, column: &str, text: &str) {
-    starts_with_raw(sql, column, &cut(&normalize(text)));
-}
-
-fn starts_with_raw(sql: &mut Sql, column: &str, prefix: &str) {
+/// `column` starts with `prefix`: a range on the index, not `LIKE`, so that SQLite and
+/// PostgreSQL both use the B-tree with a bound value. String texts arrive normalised by the
+/// query parser (`fhir::search::query`), like the indexed values they are compared with.
+fn starts_with(sql: &mut Sql, column: &str, prefix: &str) {
     sql.push(&format!("{column} >= ")).bind_text(prefix);
     if let Some(upper) = successor(prefix) {
         sql.push(&format!(" AND {column} < ")).bind_text(&upper);
@@ -980,10 +976,10 @@ fn successor(prefix: &str) -> Option<String> {
     None
 }
 
+/// `text` (normalised by the parser) with LIKE's wildcards escaped.
 fn escape_like(text: &str) -> String {
-    let normalized = normalize(text);
-    let mut out = String::with_capacity(normalized.len());
-    for c in normalized.chars() {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {
             out.push('\\');
         }
