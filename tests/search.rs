@@ -258,6 +258,28 @@ backend_tests! {
             set(server, &format!("/Observation?component-code-value-quantity={LOINC}|8462-4$gt100")),
             of(&[])
         );
+        // Parameters answered from others (not indexed on their own): a composite over the
+        // Observation itself, and the combo-* unions of the Observation and its components.
+        assert_eq!(set(server, &format!("/Observation?code-value-quantity={LOINC}|29463-7$gt71")), of(&["o1", "o3"]));
+        assert_eq!(set(server, &format!("/Observation?code-value-quantity={LOINC}|8480-6$gt100")), of(&[]));
+        assert_eq!(set(server, &format!("/Observation?code-value-quantity=29463-7$lt71,15074-8$5.4")), of(&["o2", "o5"]));
+        assert_eq!(set(server, &format!("/Observation?combo-code={LOINC}|8462-4")), of(&["o4"]));
+        assert_eq!(set(server, &format!("/Observation?combo-code={LOINC}|85354-9,{LOINC}|15074-8")), of(&["o4", "o5"]));
+        assert_eq!(set(server, "/Observation?combo-code:text=blood"), of(&["o4"]));
+        assert_eq!(set(server, "/Observation?combo-value-quantity=80||mm[Hg]"), of(&["o4"]));
+        assert_eq!(set(server, "/Observation?combo-value-quantity=72.5"), of(&["o1"]));
+        assert_eq!(set(server, &format!("/Observation?combo-code-value-quantity={LOINC}|8462-4$lt100")), of(&["o4"]));
+        assert_eq!(set(server, &format!("/Observation?combo-code-value-quantity={LOINC}|29463-7$ge90")), of(&["o3"]));
+        assert_eq!(
+            set(server, &format!("/Observation?combo-code-value-quantity={LOINC}|8480-6$gt100&patient=pA")),
+            of(&["o4"])
+        );
+        assert_eq!(
+            set(server, &format!("/Observation?combo-code-value-quantity={LOINC}|8462-4$gt100")),
+            of(&[])
+        );
+        assert_eq!(set(server, "/Observation?combo-value-quantity:missing=true&code=72133-2"), of(&["o7"]));
+        assert_eq!(ids(server, "/Observation?combo-code=29463-7&_sort=-combo-value-quantity"), ["o3", "o1", "o2"]);
         // UCUM units convert: the same glucose in umol/L, weights in grams.
         let o9 = observation("o9", Some("pC"), "15074-8", json!({"valueQuantity": quantity(5400.0, "umol/L")}));
         server.put("/Observation/o9", &o9).ok_json();

@@ -91,7 +91,7 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         let names = search::keys::key_names(params, types);
         let mut conn = self.conn()?;
-        let (ids, gained) = search::keys::register(&mut conn, &names)?;
+        let (ids, gained) = search::keys::register(&mut conn, params, &names)?;
         let key = search::cursor::CursorKey::load_or_create(&mut conn)?;
         // A second registration (tests reusing a store) keeps the first: ids never change.
         let _ = self.search_ids.set(ids);

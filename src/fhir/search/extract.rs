@@ -92,8 +92,8 @@ pub enum ExtractError {
 /// product of repeating components could otherwise explode).
 const MAX_COMBINATIONS: usize = 64;
 
-/// Every value to index for every supported search parameter of the resource's type.
-/// Parameters without an expression (`_text`, `_content`...) or whose expression is outside the
+/// Every value to index for every supported search parameter of the resource's type, except
+/// those derived from others ([`Derivation`](super::Derivation)). Parameters without an expression (`_text`, `_content`...) or whose expression is outside the
 /// supported subset ([`SearchParam::unsupported`]) yield nothing.
 pub fn extract<'p>(
     params: &'p SearchParams,
@@ -113,7 +113,10 @@ pub fn extract<'p>(
     };
     let mut out = Vec::new();
     for param in params.for_type(resource_type) {
-        extract_param(defs, param, root, &mut out);
+        // Answered from the parameters it derives from, which are extracted.
+        if params.derivation(resource_type, &param.code).is_none() {
+            extract_param(defs, param, root, &mut out);
+        }
     }
     Ok(out)
 }

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
+use super::derived::{derivations, Derivation};
 use super::fhirpath::{self, Expr, ParseError};
 use crate::fhir::definitions::{self, Definitions};
 
@@ -116,6 +117,8 @@ pub struct SearchParams {
     fhir_version: String,
     params: Vec<SearchParam>,
     by_base: HashMap<String, Vec<usize>>,
+    /// Per resource type, the parameters answered from others ([`derived`](super::derived)).
+    derived: HashMap<String, HashMap<String, Derivation>>,
 }
 
 /// The R4 search parameters of the served types, embedded in the binary, compiled on first use.
@@ -169,12 +172,23 @@ impl SearchParams {
                 multiple_and: p.multiple_and,
             });
         }
-        Ok(SearchParams {
+        let mut search = SearchParams {
             definitions,
             fhir_version: file.fhir_version,
             params,
             by_base,
-        })
+            derived: HashMap::new(),
+        };
+        search.derived = search
+            .by_base
+            .keys()
+            .filter(|base| !matches!(base.as_str(), "Resource" | "DomainResource"))
+            .map(|ty| {
+                let params: Vec<&SearchParam> = search.for_type(ty).collect();
+                (ty.clone(), derivations(ty, &params))
+            })
+            .collect();
+        Ok(search)
     }
 
     pub fn fhir_version(&self) -> &str {
@@ -195,6 +209,12 @@ impl SearchParams {
             .flatten()
             .flatten()
             .map(move |&i| &self.params[i])
+    }
+
+    /// How the parameter `code` of `resource_type` is answered from other parameters, when it
+    /// is not indexed on its own.
+    pub fn derivation(&self, resource_type: &str, code: &str) -> Option<&Derivation> {
+        self.derived.get(resource_type)?.get(code)
     }
 
     /// A parameter by resource type and code (common parameters included).

@@ -1,15 +1,21 @@
 use serde_json::{json, Value};
 
-use super::extract::{date_range, number, parse_reference};
+use super::extract::{date_range, extract_param, number, parse_reference};
+use super::fhirpath::{Item, Ty};
 use super::*;
+use crate::fhir::definitions::ROOT_NODE;
 
+/// The values of one parameter, evaluated even when [`extract`] skips it as derived.
 fn values(resource: &Value, code: &str) -> Vec<IndexValue> {
-    extract(r4(), resource)
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.code == code)
-        .map(|e| e.value)
-        .collect()
+    let params = r4();
+    let ty = resource["resourceType"].as_str().unwrap();
+    let root = Item {
+        value: resource,
+        ty: Ty::Complex(params.definitions.resource_type(ty).unwrap(), ROOT_NODE),
+    };
+    let mut out = Vec::new();
+    extract_param(params.definitions, params.get(ty, code).unwrap(), root, &mut out);
+    out.into_iter().map(|e| e.value).collect()
 }
 
 fn token(system: Option<&str>, code: &str) -> IndexValue {
@@ -396,6 +402,12 @@ fn uris_and_composites() {
     // combo: the Observation's own code with no value, then each component.
     assert_eq!(values(&bp, "combo-code-value-quantity").len(), 2);
     assert_eq!(values(&bp, "combo-code").len(), 3);
+    // ... which are answered from the parameters they derive from, so not indexed.
+    let indexed: Vec<&str> = extract(r4(), &bp).unwrap().iter().map(|e| e.code).collect();
+    assert!(indexed.contains(&"component-code-value-quantity"));
+    for derived in ["combo-code", "combo-code-value-quantity", "code-value-quantity"] {
+        assert!(!indexed.contains(&derived), "{derived} indexed");
+    }
 }
 
 /// R4 crossed the component definitions of this one; the generator swaps them back.

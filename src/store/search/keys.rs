@@ -2,14 +2,17 @@
 //!
 //! A key is a search parameter of a resource type (`Observation` + `code`) or a value derived
 //! from one (`code:text` for `:text`, `identifier:of-type`, `subject:identifier`, and
-//! `code-value-quantity$1` for a composite's second component). Every node registers the
-//! built-in keys at start (an idempotent insert); the ids are then read once and kept.
+//! `component-code-value-quantity$1` for a composite's second component). Every node registers
+//! the built-in keys at start (an idempotent insert); the ids are then read once and kept.
+//!
+//! Parameters derived from others ([`Derivation`]) have no keys: their searches read the keys
+//! of the parameters they derive from ([`ParamIds::lookup`], [`ParamIds::composite_forms`]).
 
 use std::collections::HashMap;
 
 use diesel::prelude::*;
 
-use crate::fhir::search::{ParamType, SearchParams};
+use crate::fhir::search::{Derivation, ParamType, SearchParams};
 use crate::store::backend::DbConnection;
 use crate::store::schema::search_param;
 use crate::store::StoreError;
@@ -17,15 +20,72 @@ use crate::store::StoreError;
 /// Separates a composite parameter's code from its component index in a key name.
 pub const COMPONENT_SEPARATOR: char = '$';
 
-/// `(resource type, key name) -> param_id`, as registered in this database.
+/// `(resource type, key name) -> param_id`, as registered in this database, and how derived
+/// parameters map to registered keys.
 #[derive(Debug, Default)]
 pub struct ParamIds {
     ids: HashMap<String, HashMap<String, i32>>,
+    /// `type -> code -> derivation`, for the parameters that have no keys of their own.
+    derived: HashMap<String, HashMap<String, Derivation>>,
+}
+
+/// One way a composite parameter is matched: component `i` is looked up under `keys[i]`; when
+/// `grouped`, all components must come from one index group (one context, e.g. one
+/// `Observation.component`), else from the resource as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompositeForm {
+    pub keys: Vec<String>,
+    pub grouped: bool,
 }
 
 impl ParamIds {
+    /// The id of a key the index writes (derived parameters have none).
     pub fn get(&self, res_type: &str, name: &str) -> Option<i32> {
         self.ids.get(res_type)?.get(name).copied()
+    }
+
+    /// The ids a search of key `name` (`code` or `code:suffix`) reads on `res_type`: its own,
+    /// or those of the parameters it is the union of.
+    pub fn lookup(&self, res_type: &str, name: &str) -> Vec<i32> {
+        let (code, suffix) = match name.find(':') {
+            Some(i) => name.split_at(i),
+            None => (name, ""),
+        };
+        match self.derivation(res_type, code) {
+            Some(Derivation::Union(members)) => members
+                .iter()
+                .flat_map(|m| self.lookup(res_type, &format!("{m}{suffix}")))
+                .collect(),
+            _ => self.get(res_type, name).into_iter().collect(),
+        }
+    }
+
+    /// The ways the composite `code` of `res_type` matches: a union of composites matches
+    /// through any of its members.
+    pub fn composite_forms(&self, res_type: &str, code: &str) -> Vec<CompositeForm> {
+        match self.derivation(res_type, code) {
+            Some(Derivation::Union(members)) => members
+                .iter()
+                .flat_map(|m| self.composite_forms(res_type, m))
+                .collect(),
+            Some(Derivation::Conjunction(codes)) => vec![CompositeForm {
+                keys: codes.clone(),
+                grouped: false,
+            }],
+            None => {
+                let own = self.ids.get(res_type).into_iter().flat_map(|m| m.keys());
+                let prefix = format!("{code}{COMPONENT_SEPARATOR}");
+                let count = own.filter(|k| k.starts_with(&prefix)).count();
+                vec![CompositeForm {
+                    keys: (0..count).map(|i| format!("{prefix}{i}")).collect(),
+                    grouped: true,
+                }]
+            }
+        }
+    }
+
+    fn derivation(&self, res_type: &str, code: &str) -> Option<&Derivation> {
+        self.derived.get(res_type)?.get(code)
     }
 
     /// Every key of `res_type` (for `_revinclude=Type:*`: the reference index holds only
@@ -43,7 +103,10 @@ pub fn key_names<'t>(params: &SearchParams, types: &[&'t str]) -> Vec<(&'t str, 
     let mut names = Vec::new();
     for &ty in types {
         for param in params.for_type(ty) {
-            if param.unsupported().is_some() || super::index::is_resource_column(&param.code) {
+            if param.unsupported().is_some()
+                || super::index::is_resource_column(&param.code)
+                || params.derivation(ty, &param.code).is_some()
+            {
                 continue;
             }
             let code = &param.code;
@@ -71,6 +134,7 @@ pub fn key_names<'t>(params: &SearchParams, types: &[&'t str]) -> Vec<(&'t str, 
 /// without them (or not at all, before the search tables existed) and need a reindex.
 pub fn register(
     conn: &mut DbConnection,
+    params: &SearchParams,
     names: &[(&str, String)],
 ) -> Result<(ParamIds, Vec<String>), StoreError> {
     let before = load(conn)?;
@@ -94,11 +158,20 @@ pub fn register(
             .on_conflict_do_nothing()
             .execute(c))?;
     }
-    let ids = if missing.is_empty() {
+    let mut ids = if missing.is_empty() {
         before
     } else {
         load(conn)?
     };
+    for (ty, _) in names {
+        if !ids.derived.contains_key(*ty) {
+            let derived = params
+                .for_type(ty)
+                .filter_map(|p| Some((p.code.clone(), params.derivation(ty, &p.code)?.clone())))
+                .collect();
+            ids.derived.insert(ty.to_string(), derived);
+        }
+    }
     Ok((ids, gained))
 }
 

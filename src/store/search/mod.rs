@@ -383,7 +383,7 @@ impl Store {
         let param_ids: Vec<i64> = match &include.param {
             Some(code) => source_type
                 .iter()
-                .filter_map(|t| ids.get(t, code))
+                .flat_map(|t| ids.lookup(t, code))
                 .map(i64::from)
                 .collect(),
             None => ids.all(&include.source_type).map(i64::from).collect(),

@@ -11,7 +11,7 @@
 //! [`SearchQuery`]: crate::fhir::search::query::SearchQuery
 
 use super::index::cut;
-use super::keys::{ParamIds, COMPONENT_SEPARATOR};
+use super::keys::{CompositeForm, ParamIds, COMPONENT_SEPARATOR};
 use super::sql::{Bind, Sql};
 use crate::access::AccessScope;
 use crate::fhir::search::normalize::normalize;
@@ -190,7 +190,7 @@ impl<'a> Planner<'a> {
     fn param_ids(&self, types: &[String], name: &str) -> Result<Vec<i64>, PlanError> {
         let ids: Vec<i64> = types
             .iter()
-            .filter_map(|t| self.ids.get(t, name))
+            .flat_map(|t| self.ids.lookup(t, name))
             .map(i64::from)
             .collect();
         if ids.is_empty() {
@@ -524,7 +524,9 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
-    /// A composite value: one index row per component, tied by the same `grp`.
+    /// A composite value: matched by any of the parameter's [`CompositeForm`]s (one for most
+    /// composites, two for a union such as `combo-code-value-quantity`). With `alias`, the body
+    /// of an `EXISTS` probe; without, a `SELECT` of the matching keys.
     fn composite(
         &mut self,
         alias: Option<&str>,
@@ -532,22 +534,78 @@ impl<'a> Planner<'a> {
         param: &ParamKey,
         parts: &[Value],
     ) -> Result<(), PlanError> {
-        let mut joined = Vec::new();
-        for (i, part) in parts.iter().enumerate() {
-            let (table, _) = target_of(part);
-            let ids = self.param_ids(types, &format!("{}{COMPONENT_SEPARATOR}{i}", param.code))?;
-            joined.push((self.alias("k"), table, ids, part));
+        // The forms of every type, merged when their keys are the same.
+        let mut forms: Vec<(CompositeForm, Vec<Vec<i64>>)> = Vec::new();
+        for ty in types {
+            for form in self.ids.composite_forms(ty, &param.code) {
+                if form.keys.len() != parts.len() {
+                    continue;
+                }
+                let ids: Vec<Vec<i64>> = form
+                    .keys
+                    .iter()
+                    .zip(parts)
+                    .map(|(key, part)| {
+                        let name = format!("{key}{}", target_of(part).1);
+                        self.ids.lookup(ty, &name).into_iter().map(i64::from).collect()
+                    })
+                    .collect();
+                if ids.iter().any(Vec::is_empty) {
+                    continue;
+                }
+                match forms.iter_mut().find(|(f, _)| *f == form) {
+                    Some((_, all)) => all.iter_mut().zip(ids).for_each(|(a, b)| a.extend(b)),
+                    None => forms.push((form, ids)),
+                }
+            }
         }
-        let Some((first, _, _, _)) = joined.first() else {
+        if forms.is_empty() {
             return Err(PlanError::Unsupported(format!(
-                "composite parameter \"{}\" needs a value per component",
+                "composite parameter \"{}\" needs one value per component, separated by $",
                 param.code
             )));
-        };
-        let first = first.clone();
+        }
+        match alias {
+            Some(alias) if forms.len() > 1 => {
+                self.sql.push("SELECT 1 WHERE ");
+                for (i, (form, ids)) in forms.iter().enumerate() {
+                    if i > 0 {
+                        self.sql.push(" OR ");
+                    }
+                    self.sql.push("EXISTS (");
+                    self.composite_form(Some(alias), form, ids, parts)?;
+                    self.sql.push(")");
+                }
+            }
+            _ => {
+                for (i, (form, ids)) in forms.iter().enumerate() {
+                    if i > 0 {
+                        self.sql.push(" UNION ");
+                    }
+                    self.composite_form(alias, form, ids, parts)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One form of a composite: one index row per component (`ids[i]` its keys), tied by the
+    /// same `grp` when the form is grouped.
+    fn composite_form(
+        &mut self,
+        alias: Option<&str>,
+        form: &CompositeForm,
+        ids: &[Vec<i64>],
+        parts: &[Value],
+    ) -> Result<(), PlanError> {
+        let joined: Vec<(String, Table)> = parts
+            .iter()
+            .map(|part| (self.alias("k"), target_of(part).0))
+            .collect();
+        let first = joined[0].0.clone();
         let tables: Vec<String> = joined
             .iter()
-            .map(|(k, table, _, _)| format!("{} {k}", table.name()))
+            .map(|(k, table)| format!("{} {k}", table.name()))
             .collect();
         match alias {
             Some(alias) => self.sql.push(&format!(
@@ -559,11 +617,13 @@ impl<'a> Planner<'a> {
                 tables.join(" CROSS JOIN ")
             )),
         };
-        for (i, (k, _, ids, part)) in joined.iter().enumerate() {
+        for (i, ((k, _), part)) in joined.iter().zip(parts).enumerate() {
             if i > 0 {
-                self.sql.push(&format!(
-                    " AND {k}.res_key = {first}.res_key AND {k}.grp = {first}.grp AND "
-                ));
+                self.sql
+                    .push(&format!(" AND {k}.res_key = {first}.res_key AND "));
+                if form.grouped {
+                    self.sql.push(&format!("{k}.grp = {first}.grp AND "));
+                }
             }
             // The first component is found through its value index when driving.
             let hint = if i == 0 && alias.is_none() {
@@ -572,7 +632,7 @@ impl<'a> Planner<'a> {
                 self.sql.probe_hint()
             };
             self.sql.push(&format!("{hint}{k}.param_id IN "));
-            self.sql.int_list(ids.iter().copied()).push(" AND ");
+            self.sql.int_list(ids[i].iter().copied()).push(" AND ");
             self.value(k, part)?;
         }
         Ok(())
