@@ -8,7 +8,8 @@ use std::path::Path;
 use actix_web::{web, App, HttpServer};
 
 use crate::config::ServeConfig;
-use crate::fhir::{self, definitions, search, served};
+use crate::fhir::definitions;
+use crate::http::search_params::SearchRegistry;
 use crate::http::{self, AppState};
 use crate::store::{Backend, DatabaseUrl, Store};
 
@@ -27,9 +28,7 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
     if applied > 0 {
         log::info!("applied {applied} migration(s) to {url}");
     }
-    let gained = store
-        .register_search_params(search::r4(), served::served_types())
-        .map_err(|e| e.to_string())?;
+    let (search, pending) = SearchRegistry::load(&store).map_err(|e| e.to_string())?;
     let definitions = definitions::r4();
     let tls = match &config.tls {
         Some((cert, key)) => Some(load_tls(cert, key)?),
@@ -43,11 +42,14 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
         .base_url
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{addr}/fhir"));
-    if !gained.is_empty() {
-        reindex(&store, &gained, &base_url)?;
+    if !pending.is_empty() {
+        search
+            .reindex(&store, &pending, &base_url)
+            .map_err(|e| format!("reindexing failed: {e}"))?;
     }
     let state = web::Data::new(AppState {
         store,
+        search,
         definitions,
         base_url: base_url.clone(),
         max_body_bytes: config.max_body_size,
@@ -99,32 +101,4 @@ fn load_tls(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| format!("the TLS certificate and key do not form a usable pair: {e}"))
-}
-
-/// Indexes the existing resources of `types`, which gained search parameters (on the first
-/// start after an upgrade), before serving, with progress in the log.
-fn reindex(store: &Store, types: &[String], base_url: &str) -> Result<(), String> {
-    let started = std::time::Instant::now();
-    let extract = |body: &str| {
-        let resource = fhir::json::parse_strict(body.as_bytes()).map_err(|e| e.diagnostics)?;
-        search::index_entries(&resource, base_url).map_err(|e| e.to_string())
-    };
-    let mut last_log = std::time::Instant::now();
-    let mut progress = |done: u64| {
-        if last_log.elapsed().as_secs() >= 5 {
-            log::info!("reindexing: {done} resources so far");
-            last_log = std::time::Instant::now();
-        }
-    };
-    let done = store
-        .reindex(types, &extract, &mut progress)
-        .map_err(|e| format!("reindexing failed: {e}"))?;
-    if done > 0 {
-        log::info!(
-            "reindexed {done} resources of {} in {:.1} s",
-            types.join(", "),
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Ok(())
 }

@@ -50,7 +50,12 @@ fn write_indexed(store: &Store, resource: serde_json::Value, patients: &[&str]) 
         needs_current_body: false,
     };
     let patients: Vec<String> = patients.iter().map(|p| p.to_string()).collect();
-    let entries = carnet::fhir::search::index_entries(&resource, "http://localhost/fhir").unwrap();
+    let entries = carnet::fhir::search::index_entries(
+        carnet::fhir::search::r4(),
+        &resource,
+        "http://localhost/fhir",
+    )
+    .unwrap();
     let index = std::sync::Arc::new(store.index_rows(&res_type, &entries).unwrap());
     let mut prepare = |_: Prior<'_>, _: i64, _: i64| {
         Ok::<_, String>(Prepared {

@@ -7,6 +7,7 @@ mod negotiate;
 mod request;
 mod response;
 mod routes;
+pub mod search_params;
 
 use actix_web::web;
 
@@ -18,11 +19,41 @@ pub use routes::{Interaction, Level, INTERACTIONS};
 /// What every handler shares.
 pub struct AppState {
     pub store: Store,
+    /// The search parameters in force.
+    pub search: search_params::SearchRegistry,
     pub definitions: &'static Definitions,
     /// The public FHIR base, without a trailing slash, e.g. `https://carnet.example/fhir`.
     pub base_url: String,
     /// The largest request body accepted, after decompression.
     pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// Keeps what the server derives from stored resources current after a committed write of
+    /// `res_type` (`body` the new version, `None` for a deletion): an active SearchParameter,
+    /// or one that was, changes the search parameters in force.
+    pub fn after_write(&self, res_type: &str, body: Option<&str>) {
+        if res_type != "SearchParameter" {
+            return;
+        }
+        if let Some(body) = body {
+            let Ok(resource) = crate::fhir::json::parse_strict(body.as_bytes()) else {
+                return;
+            };
+            let url = resource["url"].as_str().unwrap_or_default();
+            if resource["status"] != "active" && !self.search.current().defines(url) {
+                return;
+            }
+        }
+        match self.search.reload(&self.store) {
+            Ok(pending) if !pending.is_empty() => log::info!(
+                "search parameters added on {}: searchable after POST [base]/$reindex",
+                pending.join(", ")
+            ),
+            Ok(_) => {}
+            Err(e) => log::error!("reloading the search parameters failed: {e}"),
+        }
+    }
 }
 
 /// Registers every route and the fallback for unknown paths.

@@ -10,6 +10,8 @@ mod resources;
 mod schema;
 pub mod search;
 
+use std::sync::Arc;
+
 use diesel::r2d2::{ConnectionManager, PooledConnection};
 
 pub use backend::{Backend, DatabaseUrl};
@@ -55,8 +57,9 @@ pub struct Store {
     backend: Backend,
     /// SQLite writers share transactions (see `group_commit`); PostgreSQL needs no help.
     sqlite_writes: group_commit::GroupCommit,
-    /// The search index keys of this database, set by [`Store::register_search_params`].
-    search_ids: std::sync::OnceLock<search::keys::ParamIds>,
+    /// The search index keys of this database, set by [`Store::register_search_params`] and
+    /// replaced when parameters are added or reindexed.
+    search_ids: std::sync::RwLock<Option<Arc<search::keys::ParamIds>>>,
     /// Seals paging cursors, set by [`Store::register_search_params`].
     cursor_key: std::sync::OnceLock<search::cursor::CursorKey>,
 }
@@ -71,7 +74,7 @@ impl Store {
             pool,
             backend: url.backend(),
             sqlite_writes: group_commit::GroupCommit::new(),
-            search_ids: std::sync::OnceLock::new(),
+            search_ids: std::sync::RwLock::new(None),
             cursor_key: std::sync::OnceLock::new(),
         })
     }
@@ -81,9 +84,10 @@ impl Store {
         backend::run_migrations(&mut *self.conn()?)
     }
 
-    /// Registers the search parameters of `types` (after [`Store::migrate`], before serving):
-    /// writes index them and searches can use them from then on. Returns the types whose
-    /// existing resources must be reindexed ([`Store::reindex`]) because they gained keys.
+    /// Registers the search parameters of `types` (after [`Store::migrate`], before serving,
+    /// and again when parameters are added): writes index them from then on. Returns the types
+    /// whose existing resources must be reindexed ([`Store::reindex`]) before the new
+    /// parameters can be searched.
     pub fn register_search_params(
         &self,
         params: &crate::fhir::search::SearchParams,
@@ -91,12 +95,13 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         let names = search::keys::key_names(params, types);
         let mut conn = self.conn()?;
-        let (ids, gained) = search::keys::register(&mut conn, params, &names)?;
+        let ids = search::keys::register(&mut conn, params, &names)?;
         let key = search::cursor::CursorKey::load_or_create(&mut conn)?;
-        // A second registration (tests reusing a store) keeps the first: ids never change.
-        let _ = self.search_ids.set(ids);
+        let (pending, _) = ids.pending();
+        self.set_search_ids(ids);
+        // A second registration keeps the first key: cursors already handed out stay valid.
         let _ = self.cursor_key.set(key);
-        Ok(gained)
+        Ok(pending)
     }
 
     /// The sealed text of a paging cursor of the search described by `context`.
@@ -124,10 +129,19 @@ impl Store {
         })
     }
 
-    pub(crate) fn search_ids(&self) -> Result<&search::keys::ParamIds, StoreError> {
-        self.search_ids.get().ok_or_else(|| {
-            StoreError::Internal("search parameters were not registered at start".into())
-        })
+    fn set_search_ids(&self, ids: search::keys::ParamIds) {
+        *self.search_ids.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(ids));
+    }
+
+    /// The index keys in force; a search or write keeps the set it started with.
+    pub(crate) fn search_ids(&self) -> Result<Arc<search::keys::ParamIds>, StoreError> {
+        self.search_ids
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                StoreError::Internal("search parameters were not registered at start".into())
+            })
     }
 
     /// Succeeds when the database answers and its schema is current.

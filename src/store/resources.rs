@@ -157,7 +157,7 @@ impl Store {
         res_type: &str,
         entries: &[crate::fhir::search::IndexEntry<'_>],
     ) -> Result<IndexRows, StoreError> {
-        Ok(IndexRows::new(self.search_ids()?, res_type, entries))
+        Ok(IndexRows::new(&*self.search_ids()?, res_type, entries))
     }
 
     /// Reads the current version of `res_type/res_id`, if the caller may see it.
@@ -179,6 +179,31 @@ impl Store {
                 .first(&mut *conn),
         };
         Ok(current.optional()?)
+    }
+
+    /// The current bodies of every live resource of `res_type` the caller may see, for types
+    /// that are read whole (the SearchParameter resources at start).
+    pub fn current_bodies(
+        &self,
+        scope: &AccessScope,
+        res_type: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut query = resource::table
+            .inner_join(
+                resource_version::table.on(resource_version::res_key
+                    .eq(resource::res_key)
+                    .and(resource_version::version.eq(resource::version))),
+            )
+            .filter(resource::res_type.eq(res_type))
+            .filter(resource::deleted.eq(false))
+            .order(resource::res_key)
+            .select(resource_version::body)
+            .into_boxed();
+        if let AccessScope::Patients(patients) = scope {
+            query = query.filter(resource::res_key.eq_any(compartment_keys(patients)));
+        }
+        let bodies: Vec<Option<String>> = query.load(&mut *self.conn()?)?;
+        Ok(bodies.into_iter().flatten().collect())
     }
 
     /// Reads one version of `res_type/res_id`, if it exists and the caller may see it.

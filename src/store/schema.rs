@@ -41,6 +41,7 @@ diesel::table! {
         param_id -> Integer,
         res_type -> Text,
         name -> Text,
+        indexed -> Bool,
     }
 }
 

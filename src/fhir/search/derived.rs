@@ -137,9 +137,10 @@ fn union(
 /// Composites are interchangeable only when their components read the same things.
 fn same_components(a: &SearchParam, b: &SearchParam) -> bool {
     a.components.len() == b.components.len()
-        && a.components.iter().zip(&b.components).all(|(x, y)| {
-            x.kind == y.kind && x.expression_text.trim() == y.expression_text.trim()
-        })
+        && a.components
+            .iter()
+            .zip(&b.components)
+            .all(|(x, y)| x.kind == y.kind && x.expression_text.trim() == y.expression_text.trim())
 }
 
 /// The top-level `|` operands of an expression, trimmed; parentheses and quotes respected.

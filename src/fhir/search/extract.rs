@@ -124,11 +124,12 @@ pub fn extract<'p>(
 /// The values a stored resource indexes, with references resolved against this server's
 /// `base_url`: an absolute URL under it counts as the local `Type/id`, one elsewhere only as
 /// its URL (it must not match a local `Patient/1`).
-pub fn index_entries(
+pub fn index_entries<'p>(
+    params: &'p SearchParams,
     resource: &Value,
     base_url: &str,
-) -> Result<Vec<IndexEntry<'static>>, ExtractError> {
-    let mut entries = extract(super::r4(), resource)?;
+) -> Result<Vec<IndexEntry<'p>>, ExtractError> {
+    let mut entries = extract(params, resource)?;
     let base = base_url.trim_end_matches('/');
     for entry in &mut entries {
         localize(&mut entry.value, base);

@@ -34,34 +34,35 @@ struct FileJson {
     params: Vec<ParamJson>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One parameter of one base, as the generated table (or a SearchParameter resource) states it.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ParamJson {
-    base: String,
-    code: String,
+pub struct ParamJson {
+    pub base: String,
+    pub code: String,
     #[serde(rename = "type")]
-    kind: ParamType,
-    url: String,
-    expression: Option<String>,
+    pub kind: ParamType,
+    pub url: String,
+    pub expression: Option<String>,
     #[serde(default)]
-    target: Vec<String>,
+    pub target: Vec<String>,
     #[serde(default)]
-    component: Vec<ComponentJson>,
+    pub component: Vec<ComponentJson>,
     #[serde(default)]
-    modifier: Vec<String>,
+    pub modifier: Vec<String>,
     #[serde(default)]
-    comparator: Vec<String>,
-    multiple_or: Option<bool>,
-    multiple_and: Option<bool>,
+    pub comparator: Vec<String>,
+    pub multiple_or: Option<bool>,
+    pub multiple_and: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
-struct ComponentJson {
-    code: String,
+#[derive(Debug, Clone, Deserialize)]
+pub struct ComponentJson {
+    pub code: String,
     #[serde(rename = "type")]
-    kind: ParamType,
-    definition: String,
-    expression: String,
+    pub kind: ParamType,
+    pub definition: String,
+    pub expression: String,
 }
 
 /// One component of a composite parameter, evaluated relative to the composite's values.
@@ -139,9 +140,26 @@ pub fn r4() -> &'static SearchParams {
 impl SearchParams {
     pub fn from_json(json: &str, definitions: &'static Definitions) -> serde_json::Result<Self> {
         let file: FileJson = serde_json::from_str(json)?;
-        let mut params = Vec::with_capacity(file.params.len());
+        Ok(Self::new(file.fhir_version, file.params, definitions))
+    }
+
+    /// R4's parameters and `custom` ones (from SearchParameter resources, checked by
+    /// [`custom::definitions`](super::custom::definitions)), compiled together.
+    pub fn r4_with(custom: Vec<ParamJson>) -> SearchParams {
+        let mut file: FileJson =
+            serde_json::from_str(R4_SEARCH_JSON).expect("the embedded table parsed once already");
+        file.params.extend(custom);
+        Self::new(file.fhir_version, file.params, r4().definitions)
+    }
+
+    fn new(
+        fhir_version: String,
+        list: Vec<ParamJson>,
+        definitions: &'static Definitions,
+    ) -> SearchParams {
+        let mut params = Vec::with_capacity(list.len());
         let mut by_base: HashMap<String, Vec<usize>> = HashMap::new();
-        for p in file.params {
+        for p in list {
             let components = p
                 .component
                 .into_iter()
@@ -174,7 +192,7 @@ impl SearchParams {
         }
         let mut search = SearchParams {
             definitions,
-            fhir_version: file.fhir_version,
+            fhir_version,
             params,
             by_base,
             derived: HashMap::new(),
@@ -188,7 +206,7 @@ impl SearchParams {
                 (ty.clone(), derivations(ty, &params))
             })
             .collect();
-        Ok(search)
+        search
     }
 
     pub fn fhir_version(&self) -> &str {
@@ -215,6 +233,11 @@ impl SearchParams {
     /// is not indexed on its own.
     pub fn derivation(&self, resource_type: &str, code: &str) -> Option<&Derivation> {
         self.derived.get(resource_type)?.get(code)
+    }
+
+    /// Whether a parameter with this canonical URL is in force.
+    pub fn defines(&self, url: &str) -> bool {
+        self.params.iter().any(|p| p.url == url)
     }
 
     /// A parameter by resource type and code (common parameters included).

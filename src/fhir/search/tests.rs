@@ -14,7 +14,12 @@ fn values(resource: &Value, code: &str) -> Vec<IndexValue> {
         ty: Ty::Complex(params.definitions.resource_type(ty).unwrap(), ROOT_NODE),
     };
     let mut out = Vec::new();
-    extract_param(params.definitions, params.get(ty, code).unwrap(), root, &mut out);
+    extract_param(
+        params.definitions,
+        params.get(ty, code).unwrap(),
+        root,
+        &mut out,
+    );
     out.into_iter().map(|e| e.value).collect()
 }
 
@@ -405,7 +410,11 @@ fn uris_and_composites() {
     // ... which are answered from the parameters they derive from, so not indexed.
     let indexed: Vec<&str> = extract(r4(), &bp).unwrap().iter().map(|e| e.code).collect();
     assert!(indexed.contains(&"component-code-value-quantity"));
-    for derived in ["combo-code", "combo-code-value-quantity", "code-value-quantity"] {
+    for derived in [
+        "combo-code",
+        "combo-code-value-quantity",
+        "code-value-quantity",
+    ] {
         assert!(!indexed.contains(&derived), "{derived} indexed");
     }
 }

@@ -64,7 +64,7 @@ pub(super) fn criteria(
     }
     let lenient = prefer(req, "handling") == Some("lenient");
     let parsed = query::parse(
-        crate::fhir::search::r4(),
+        &state.search.current(),
         &[res_type],
         &pairs,
         &state.base_url,
@@ -324,7 +324,7 @@ pub async fn delete(
     })
     .await??;
     match id {
-        Some(id) => deletion_response(&req, &res_type, &id, deletion),
+        Some(id) => deletion_response(&req, &state, &res_type, &id, deletion),
         None => Ok(HttpResponse::NoContent().finish()),
     }
 }

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::{Level, INTERACTIONS};
-use crate::fhir::search::{self, reference_doc, ParamType, SearchParam};
+use crate::fhir::search::{reference_doc, ParamType, SearchParam, SearchParams};
 use crate::fhir::served::served_types;
 use crate::http::error::ApiError;
 use crate::http::negotiate::reply_format;
@@ -19,7 +19,7 @@ pub async fn capability_statement(
     let params = Params::parse(&req)?;
     params.reject_unknown(&req, &["mode"])?;
     let reply = reply_format(&req, params.get("_format"))?;
-    let body = build(&state.base_url).to_string();
+    let body = build(&state.base_url, &state.search.current()).to_string();
     Ok(HttpResponse::Ok()
         .content_type(reply.content_type())
         .body(body))
@@ -38,8 +38,7 @@ fn codes(levels: &[Level]) -> Vec<Value> {
         .collect()
 }
 
-pub fn build(base_url: &str) -> Value {
-    let params = search::r4();
+pub fn build(base_url: &str, params: &SearchParams) -> Value {
     let resources: Vec<Value> = served_types()
         .iter()
         .map(|t| {

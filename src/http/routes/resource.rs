@@ -79,11 +79,24 @@ fn parse_resource(state: &AppState, bytes: &[u8], res_type: &str) -> Result<Valu
             .at("resourceType"),
         ));
     }
-    let issues = validate::validate_resource(state.definitions, &resource);
+    let issues = validate(state, &resource);
     if issues.is_empty() {
         Ok(resource)
     } else {
         Err(ApiError::with_issues(StatusCode::BAD_REQUEST, issues))
+    }
+}
+
+/// The problems of a resource about to be written: the R4 definitions' rules, then this
+/// server's (a SearchParameter must be one it can index).
+fn validate(state: &AppState, resource: &Value) -> Vec<Issue> {
+    let issues = validate::validate_resource(state.definitions, resource);
+    if !issues.is_empty() || resource["resourceType"] != "SearchParameter" {
+        return issues;
+    }
+    match search::custom::definitions(resource, &state.search.current()) {
+        Ok(_) => Vec::new(),
+        Err(issues) => issues,
     }
 }
 
@@ -119,7 +132,7 @@ pub(super) async fn incoming_resource(
         Body::FhirJson => parse_resource(state, &bytes, res_type),
         Body::Other(content_type) if res_type == "Binary" => {
             let binary = binary_from_raw(req, &content_type, &bytes);
-            let issues = validate::validate_resource(state.definitions, &binary);
+            let issues = validate(state, &binary);
             if issues.is_empty() {
                 Ok(binary)
             } else {
@@ -133,8 +146,8 @@ pub(super) async fn incoming_resource(
     }
 }
 
-/// The answer to a write: `status`, the version headers, `Location`, and the body that
-/// `Prefer: return` asks for.
+/// The answer to a committed write: `status`, the version headers, `Location`, and the body
+/// that `Prefer: return` asks for (after [`AppState::after_write`]).
 pub(super) fn answer(
     req: &HttpRequest,
     state: &AppState,
@@ -144,6 +157,7 @@ pub(super) fn answer(
     res_id: &str,
     stored: Written,
 ) -> HttpResponse {
+    state.after_write(res_type, Some(&stored.body));
     let info = VersionInfo {
         res_type,
         res_id,
@@ -162,7 +176,8 @@ pub(super) fn answer(
 
 /// The search index rows of a validated resource; failing here is a defect, not bad input.
 fn index_rows(state: &AppState, resource: &Value) -> Result<IndexRows, ApiError> {
-    let entries = search::index_entries(resource, &state.base_url)
+    let params = state.search.current();
+    let entries = search::index_entries(&params, resource, &state.base_url)
         .map_err(|e| ApiError::internal(format!("indexing failed: {e}")))?;
     let res_type = resource["resourceType"].as_str().unwrap_or_default();
     Ok(state.store.index_rows(res_type, &entries)?)
@@ -477,7 +492,7 @@ pub(super) fn patch_preparer<'a>(
         let mut patched = patch
             .apply(&current)
             .map_err(|issue| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issue))?;
-        let issues = validate::validate_resource(state.definitions, &patched);
+        let issues = validate(state, &patched);
         if !issues.is_empty() {
             return Err(ApiError::with_issues(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -664,16 +679,20 @@ pub async fn delete(
     let worker = state.clone();
     let (ty, id) = (res_type.clone(), res_id.clone());
     let deletion = web::block(move || worker.store.delete(&scope, &ty, &id, if_match)).await??;
-    deletion_response(&req, &res_type, &res_id, deletion)
+    deletion_response(&req, &state, &res_type, &res_id, deletion)
 }
 
 /// 204 (or 200 with an OperationOutcome when asked) for a deletion; 404 when nothing existed.
 pub(super) fn deletion_response(
     req: &HttpRequest,
+    state: &AppState,
     res_type: &str,
     res_id: &str,
     deletion: Deletion,
 ) -> Result<HttpResponse, ApiError> {
+    if matches!(deletion, Deletion::Deleted { .. }) {
+        state.after_write(res_type, None);
+    }
     let (mut response, message) = match deletion {
         Deletion::Deleted { version, .. } => {
             let mut response = HttpResponse::NoContent();

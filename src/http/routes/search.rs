@@ -169,7 +169,7 @@ async fn search(
         Target::System => served::served_types().to_vec(),
     };
     let mut parsed = query::parse(
-        crate::fhir::search::r4(),
+        &state.search.current(),
         &types,
         &pairs,
         &state.base_url,

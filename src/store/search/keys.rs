@@ -22,11 +22,14 @@ pub const COMPONENT_SEPARATOR: char = '$';
 
 /// `(resource type, key name) -> param_id`, as registered in this database, and how derived
 /// parameters map to registered keys.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ParamIds {
     ids: HashMap<String, HashMap<String, i32>>,
     /// `type -> code -> derivation`, for the parameters that have no keys of their own.
     derived: HashMap<String, HashMap<String, Derivation>>,
+    /// Keys registered after resources of their type were stored, until those are reindexed:
+    /// written by new writes, but not searchable.
+    pending: HashMap<i32, String>,
 }
 
 /// One way a composite parameter is matched: component `i` is looked up under `keys[i]`; when
@@ -84,6 +87,26 @@ impl ParamIds {
         }
     }
 
+    /// Whether key `id` waits for a reindex of its type before it can be searched.
+    pub fn is_pending(&self, id: i32) -> bool {
+        self.pending.contains_key(&id)
+    }
+
+    /// The types with keys waiting for a reindex, and those keys' ids.
+    pub fn pending(&self) -> (Vec<String>, Vec<i32>) {
+        let mut types: Vec<String> = self.pending.values().cloned().collect();
+        types.sort();
+        types.dedup();
+        (types, self.pending.keys().copied().collect())
+    }
+
+    /// Makes the keys `ids` searchable (their types were reindexed).
+    pub fn settle(&mut self, ids: &[i32]) {
+        for id in ids {
+            self.pending.remove(id);
+        }
+    }
+
     fn derivation(&self, res_type: &str, code: &str) -> Option<&Derivation> {
         self.derived.get(res_type)?.get(code)
     }
@@ -130,28 +153,29 @@ pub fn key_names<'t>(params: &SearchParams, types: &[&'t str]) -> Vec<(&'t str, 
 }
 
 /// Registers `names` (idempotent, safe when several nodes start at once) and reads back
-/// every registered id. Also returns the types that gained keys: their resources were indexed
-/// without them (or not at all, before the search tables existed) and need a reindex.
+/// every registered id. New keys are pending ([`ParamIds::pending`]): the resources of their
+/// type were indexed without them (or not at all, before the search tables existed) and need
+/// a reindex ([`Store::reindex`](crate::store::Store::reindex)) before they are searchable.
 pub fn register(
     conn: &mut DbConnection,
     params: &SearchParams,
     names: &[(&str, String)],
-) -> Result<(ParamIds, Vec<String>), StoreError> {
+) -> Result<ParamIds, StoreError> {
     let before = load(conn)?;
     let missing: Vec<&(&str, String)> = names
         .iter()
         .filter(|(ty, name)| before.get(ty, name).is_none())
         .collect();
-    let mut gained: Vec<String> = Vec::new();
-    for (ty, _) in &missing {
-        if !gained.iter().any(|t| t == ty) {
-            gained.push(ty.to_string());
-        }
-    }
     for chunk in missing.chunks(400) {
         let values: Vec<_> = chunk
             .iter()
-            .map(|(ty, name)| (search_param::res_type.eq(*ty), search_param::name.eq(name)))
+            .map(|(ty, name)| {
+                (
+                    search_param::res_type.eq(*ty),
+                    search_param::name.eq(name),
+                    search_param::indexed.eq(false),
+                )
+            })
             .collect();
         crate::store::backend::on_backend!(&mut *conn, c => diesel::insert_into(search_param::table)
             .values(&values)
@@ -172,20 +196,33 @@ pub fn register(
             ids.derived.insert(ty.to_string(), derived);
         }
     }
-    Ok((ids, gained))
+    Ok(ids)
 }
 
 fn load(conn: &mut DbConnection) -> Result<ParamIds, StoreError> {
-    let rows: Vec<(i32, String, String)> = search_param::table
+    let rows: Vec<(i32, String, String, bool)> = search_param::table
         .select((
             search_param::param_id,
             search_param::res_type,
             search_param::name,
+            search_param::indexed,
         ))
         .load(conn)?;
     let mut ids = ParamIds::default();
-    for (id, ty, name) in rows {
+    for (id, ty, name, indexed) in rows {
+        if !indexed {
+            ids.pending.insert(id, ty.clone());
+        }
         ids.ids.entry(ty).or_default().insert(name, id);
     }
     Ok(ids)
+}
+
+/// Marks the keys `ids` searchable, once their types were reindexed.
+pub fn mark_indexed(conn: &mut DbConnection, ids: &[i32]) -> Result<(), StoreError> {
+    diesel::update(search_param::table)
+        .filter(search_param::param_id.eq_any(ids))
+        .set(search_param::indexed.eq(true))
+        .execute(conn)?;
+    Ok(())
 }

@@ -208,7 +208,7 @@ impl Store {
 
         let mut page = SearchPage::default();
         if query.total != crate::fhir::search::query::Total::None || request.count == 0 {
-            let mut planner = Planner::new(Sql::new(backend), ids, scope, now);
+            let mut planner = Planner::new(Sql::new(backend), &ids, scope, now);
             planner.sql.push("SELECT COUNT(*) AS n FROM ");
             let _ = planner.context("r", types, &query.clauses, request.compartment)?;
             let rows: Vec<CountRow> = planner.sql.load(conn)?;
@@ -218,7 +218,7 @@ impl Store {
             return Ok(page);
         }
 
-        let mut planner = Planner::new(Sql::new(backend), ids, scope, now);
+        let mut planner = Planner::new(Sql::new(backend), &ids, scope, now);
         let mut keys = Vec::with_capacity(query.sort.len());
         for key in &query.sort {
             keys.push((planner.sort_key("r", types, key)?, key.descending));
@@ -388,7 +388,7 @@ impl Store {
                 .collect(),
             None => ids.all(&include.source_type).map(i64::from).collect(),
         };
-        let mut planner = Planner::new(Sql::new(self.backend), ids, scope, 0);
+        let mut planner = Planner::new(Sql::new(self.backend), &ids, scope, 0);
         if !reverse {
             let keys: Vec<i64> = sources
                 .iter()

@@ -27,6 +27,11 @@ use crate::fhir::search::{ucum, ParamType};
 pub enum PlanError {
     #[error("search parameter \"{0}\" is not indexed by this server")]
     NotIndexed(String),
+    #[error(
+        "search parameter \"{0}\" was added after resources it applies to were stored and is not \
+         searchable until they are reindexed: POST [base]/$reindex"
+    )]
+    Pending(String),
     #[error("{0}")]
     Unsupported(String),
 }
@@ -186,21 +191,28 @@ impl<'a> Planner<'a> {
         format!("{prefix}{}", self.aliases)
     }
 
-    /// The ids of key `name` over `types`; an error when no type indexes it.
+    /// The ids of key `name` over `types`; an error when no type indexes it, or when one
+    /// still waits for a reindex.
     fn param_ids(&self, types: &[String], name: &str) -> Result<Vec<i64>, PlanError> {
-        let ids: Vec<i64> = types
-            .iter()
-            .flat_map(|t| self.ids.lookup(t, name))
-            .map(i64::from)
-            .collect();
+        let ids = self.searchable(types.iter().flat_map(|t| self.ids.lookup(t, name)), name)?;
         if ids.is_empty() {
-            let code = name
-                .split([':', COMPONENT_SEPARATOR])
-                .next()
-                .unwrap_or(name);
-            return Err(PlanError::NotIndexed(code.to_string()));
+            return Err(PlanError::NotIndexed(code_of(name).to_string()));
         }
         Ok(ids)
+    }
+
+    /// `ids`, unless one of them waits for a reindex.
+    fn searchable(
+        &self,
+        ids: impl IntoIterator<Item = i32>,
+        name: &str,
+    ) -> Result<Vec<i64>, PlanError> {
+        ids.into_iter()
+            .map(|id| match self.ids.is_pending(id) {
+                true => Err(PlanError::Pending(code_of(name).to_string())),
+                false => Ok(i64::from(id)),
+            })
+            .collect()
     }
 
     /// `FROM <driver> d CROSS JOIN resource alias WHERE alias.res_key = d.res_key AND
@@ -547,9 +559,9 @@ impl<'a> Planner<'a> {
                     .zip(parts)
                     .map(|(key, part)| {
                         let name = format!("{key}{}", target_of(part).1);
-                        self.ids.lookup(ty, &name).into_iter().map(i64::from).collect()
+                        self.searchable(self.ids.lookup(ty, &name), &param.code)
                     })
-                    .collect();
+                    .collect::<Result<_, _>>()?;
                 if ids.iter().any(Vec::is_empty) {
                     continue;
                 }
@@ -842,6 +854,13 @@ impl<'a> Planner<'a> {
             ty,
         ))
     }
+}
+
+/// The parameter code of a key name (`code:text`, `combo$1` -> `code`, `combo`).
+fn code_of(name: &str) -> &str {
+    name.split([':', COMPONENT_SEPARATOR])
+        .next()
+        .unwrap_or(name)
 }
 
 /// Whether a value can match only one index row of a resource: every column of the row's

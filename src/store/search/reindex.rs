@@ -1,6 +1,7 @@
 //! Reindexing: the index rows of existing resources written again from their current bodies,
 //! when their type gained search parameters (the first start after the search tables were
-//! added, or a release with new parameters).
+//! added, a release with new parameters, a SearchParameter added at run time). The keys that
+//! were pending become searchable once their types are done.
 
 use diesel::prelude::*;
 
@@ -17,13 +18,19 @@ impl Store {
     /// write transaction; `extract` gives a body's search values. A resource changed by a
     /// writer meanwhile is left alone (that writer indexed it). `progress` hears the count
     /// done so far. Returns how many resources were reindexed.
-    pub fn reindex(
+    pub fn reindex<'p>(
         &self,
         types: &[String],
-        extract: &dyn Fn(&str) -> Result<Vec<IndexEntry<'static>>, String>,
+        extract: &dyn Fn(&str) -> Result<Vec<IndexEntry<'p>>, String>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, StoreError> {
         let ids = self.search_ids()?;
+        let pending: Vec<i32> = ids
+            .pending()
+            .1
+            .into_iter()
+            .filter(|id| types.iter().any(|t| ids.all(t).any(|k| k == *id)))
+            .collect();
         let mut after = 0_i64;
         let mut done = 0_u64;
         loop {
@@ -46,7 +53,7 @@ impl Store {
                 ))
                 .load(&mut *self.conn()?)?;
             let Some(last) = batch.last() else {
-                return Ok(done);
+                break;
             };
             after = last.0;
             let mut rows = Vec::with_capacity(batch.len());
@@ -54,7 +61,7 @@ impl Store {
                 let entries = extract(body.as_deref().unwrap_or_default()).map_err(|e| {
                     StoreError::Internal(format!("reindexing {res_type} (key {key}): {e}"))
                 })?;
-                rows.push((*key, *version, IndexRows::new(ids, res_type, &entries)));
+                rows.push((*key, *version, IndexRows::new(&ids, res_type, &entries)));
             }
             let written = self.write_with(|conn| {
                 conn.transaction(|conn| {
@@ -78,5 +85,12 @@ impl Store {
             done += written;
             progress(done);
         }
+        if !pending.is_empty() {
+            super::keys::mark_indexed(&mut *self.conn()?, &pending)?;
+            let mut settled = (*self.search_ids()?).clone();
+            settled.settle(&pending);
+            self.set_search_ids(settled);
+        }
+        Ok(done)
     }
 }

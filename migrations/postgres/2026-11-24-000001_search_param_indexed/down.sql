@@ -1,0 +1,1 @@
+ALTER TABLE search_param DROP COLUMN indexed;
