@@ -9,6 +9,7 @@ mod history;
 mod resources;
 mod schema;
 pub mod search;
+pub mod transaction;
 
 use diesel::r2d2::{ConnectionManager, PooledConnection};
 

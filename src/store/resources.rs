@@ -167,18 +167,7 @@ impl Store {
         res_type: &str,
         res_id: &str,
     ) -> Result<Option<Current>, StoreError> {
-        let mut conn = self.conn()?;
-        // The unrestricted query has a static shape, so diesel prepares it once per
-        // connection: a read by id is then one cached statement and one index lookup.
-        let current = match scope {
-            AccessScope::Everything => {
-                on_backend!(&mut *conn, c => current_by_id(res_type, res_id).first(c))
-            }
-            AccessScope::Patients(patients) => current_by_id(res_type, res_id)
-                .filter(resource::res_key.eq_any(compartment_keys(patients)))
-                .first(&mut *conn),
-        };
-        Ok(current.optional()?)
+        read_in(&mut *self.conn()?, scope, res_type, res_id)
     }
 
     /// Reads one version of `res_type/res_id`, if it exists and the caller may see it.
@@ -189,16 +178,7 @@ impl Store {
         res_id: &str,
         version: i64,
     ) -> Result<Option<Version>, StoreError> {
-        let mut conn = self.conn()?;
-        let Some(key) = visible_key(&mut conn, scope, res_type, res_id)? else {
-            return Ok(None);
-        };
-        Ok(resource_version::table
-            .filter(resource_version::res_key.eq(key))
-            .filter(resource_version::version.eq(version))
-            .select(version_columns())
-            .first::<Version>(&mut conn)
-            .optional()?)
+        vread_in(&mut *self.conn()?, scope, res_type, res_id, version)
     }
 
     /// Writes a new version of a resource, creating it when it does not exist (or was
@@ -225,6 +205,45 @@ impl Store {
             conn.transaction(|conn| delete_in(conn, scope, res_type, res_id, if_match))
         })
     }
+}
+
+/// [`Store::read`] on a given connection (inside a transaction, it sees its writes).
+pub(super) fn read_in(
+    conn: &mut DbConnection,
+    scope: &AccessScope,
+    res_type: &str,
+    res_id: &str,
+) -> Result<Option<Current>, StoreError> {
+    // The unrestricted query has a static shape, so diesel prepares it once per
+    // connection: a read by id is then one cached statement and one index lookup.
+    let current = match scope {
+        AccessScope::Everything => {
+            on_backend!(conn, c => current_by_id(res_type, res_id).first(c))
+        }
+        AccessScope::Patients(patients) => current_by_id(res_type, res_id)
+            .filter(resource::res_key.eq_any(compartment_keys(patients)))
+            .first(conn),
+    };
+    Ok(current.optional()?)
+}
+
+/// [`Store::vread`] on a given connection.
+pub(super) fn vread_in(
+    conn: &mut DbConnection,
+    scope: &AccessScope,
+    res_type: &str,
+    res_id: &str,
+    version: i64,
+) -> Result<Option<Version>, StoreError> {
+    let Some(key) = visible_key(conn, scope, res_type, res_id)? else {
+        return Ok(None);
+    };
+    Ok(resource_version::table
+        .filter(resource_version::res_key.eq(key))
+        .filter(resource_version::version.eq(version))
+        .select(version_columns())
+        .first::<Version>(conn)
+        .optional()?)
 }
 
 /// A write on `conn`, started over when it lost a race to create the same id.
