@@ -205,25 +205,26 @@ pub fn parse_request(
             ))
         }
     }
-    let kind =
-        match bundle.get("type").and_then(Value::as_str) {
-            Some("transaction") => Kind::Transaction,
-            Some("batch") => Kind::Batch,
-            Some(other) => return Err(invalid(
+    let kind = match bundle.get("type").and_then(Value::as_str) {
+        Some("transaction") => Kind::Transaction,
+        Some("batch") => Kind::Batch,
+        Some(other) => {
+            return Err(invalid(
                 "invalid",
                 format!(
                     "Bundle.type {other:?} is not processed here; send a transaction or a batch"
                 ),
                 "Bundle.type",
-            )),
-            None => {
-                return Err(invalid(
-                    "required",
-                    "Bundle.type is required: transaction or batch".into(),
-                    "Bundle.type",
-                ))
-            }
-        };
+            ))
+        }
+        None => {
+            return Err(invalid(
+                "required",
+                "Bundle.type is required: transaction or batch".into(),
+                "Bundle.type",
+            ))
+        }
+    };
     let entries = match bundle.get_mut("entry") {
         None => Vec::new(),
         Some(Value::Array(entries)) => std::mem::take(entries),
@@ -340,13 +341,15 @@ fn parse_entry(index: usize, entry: Value, base_url: &str) -> Result<Entry, Issu
         }
     };
     // What each method needs in its address and body.
-    let allowed = match (method, &address) {
-        (Method::Post, Address::Type(_)) => true,
-        (Method::Put | Method::Patch | Method::Delete, Address::Instance(..))
-        | (Method::Put | Method::Patch | Method::Delete, Address::Search(..)) => true,
-        (Method::Get | Method::Head, _) => true,
-        _ => false,
-    };
+    let allowed = matches!(
+        (method, &address),
+        (Method::Post, Address::Type(_))
+            | (
+                Method::Put | Method::Patch | Method::Delete,
+                Address::Instance(..) | Address::Search(..)
+            )
+            | (Method::Get | Method::Head, _)
+    );
     if !allowed {
         return Err(Issue::error(
             "value",
@@ -641,11 +644,11 @@ pub fn conditional_references(resource: &Value) -> Vec<String> {
                 for (key, child) in object {
                     match child {
                         Value::String(text)
-                            if key == "reference" && is_conditional_reference(text) =>
+                            if key == "reference"
+                                && is_conditional_reference(text)
+                                && !out.contains(text) =>
                         {
-                            if !out.contains(text) {
-                                out.push(text.clone());
-                            }
+                            out.push(text.clone());
                         }
                         Value::Object(_) | Value::Array(_) => walk(child, out),
                         _ => {}

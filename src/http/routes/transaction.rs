@@ -176,7 +176,7 @@ fn envelope_error(e: EntryError) -> ApiError {
 /// The target of a PUT, PATCH or DELETE.
 enum Target {
     Id(String),
-    Criteria(SearchQuery),
+    Criteria(Box<SearchQuery>),
 }
 
 enum Op {
@@ -269,7 +269,7 @@ fn plan(state: &AppState, entry: Entry, lenient: bool) -> Result<Planned, ApiErr
                 check_id(id)?;
                 Ok(Target::Id(id.clone()))
             }
-            Address::Search(_, q) => Ok(Target::Criteria(criteria(q, what)?)),
+            Address::Search(_, q) => Ok(Target::Criteria(Box::new(criteria(q, what)?))),
             _ => Err(ApiError::bad_request(Issue::error(
                 "value",
                 format!("{what} addresses Type/id or Type?criteria"),
@@ -334,15 +334,17 @@ fn plan(state: &AppState, entry: Entry, lenient: bool) -> Result<Planned, ApiErr
             match entry.if_none_match.as_deref().map(str::trim) {
                 None => {}
                 Some("*") => must_be_new = true,
-                Some(other) => return Err(ApiError::bad_request(
-                    Issue::error(
-                        "not-supported",
-                        format!(
+                Some(other) => {
+                    return Err(ApiError::bad_request(
+                        Issue::error(
+                            "not-supported",
+                            format!(
                             "ifNoneMatch {other:?} on a PUT: only \"*\" (create only) is supported"
                         ),
-                    )
-                    .at("Bundle.entry.request.ifNoneMatch"),
-                )),
+                        )
+                        .at("Bundle.entry.request.ifNoneMatch"),
+                    ))
+                }
             }
             validated(&resource)?;
             Op::Update {
