@@ -430,6 +430,33 @@ backend_tests! {
         nothing_stored(server);
     }
 
+    fn a_large_bundle_is_written_in_chunks(server: &Server) {
+        // 30 patients with 20 observations each: more rows than one multi-row INSERT holds.
+        let mut entries = Vec::new();
+        for p in 0..30 {
+            let patient_url = format!("urn:uuid:0c3b6c5e-0000-4000-8001-{p:012}");
+            entries.push(post(&patient_url, patient(&format!("9{p:012}"), &format!("Bulk{p}"))));
+            for o in 0..20 {
+                let url = format!("urn:uuid:0c3b6c5e-0000-4000-8002-{:012}", p * 100 + o);
+                entries.push(post(&url, observation(&patient_url, &format!("{}.5", 50 + o))));
+            }
+        }
+        let started = std::time::Instant::now();
+        let body = send(server, &transaction(entries)).ok_json();
+        eprintln!("630 entries in {:?}", started.elapsed());
+        let e = body["entry"].as_array().unwrap();
+        assert_eq!(e.len(), 630);
+        assert!(e.iter().all(|e| e["response"]["status"] == "201 Created"));
+        let first_patient = reference_of(&e[0]);
+        let last_patient = reference_of(&e[21 * 29]);
+        assert_eq!(e[630 - 1]["resource"]["subject"]["reference"], last_patient.as_str());
+        assert_eq!(count(server, &format!("/Observation?subject={first_patient}&_count=100")), 20);
+        let last_id = last_patient.split('/').nth(1).unwrap();
+        assert_eq!(count(server, &format!("/Patient/{last_id}/Observation?_count=100")), 20);
+        assert_eq!(count(server, "/Patient?family=bulk29"), 1);
+        assert_eq!(server.all_versions().len(), 630);
+    }
+
     fn metadata_lists_transaction_and_batch(server: &Server) {
         let capability = server.get("/metadata").ok_json();
         let codes: Vec<&str> = capability["rest"][0]["interaction"].as_array().unwrap().iter()

@@ -9,7 +9,7 @@ use diesel::sql_types::BigInt;
 use diesel::RunQueryDsl;
 
 use super::backend::DbConnection;
-use super::resources::{delete_in, read_in, vread_in, write_in};
+use super::resources::{create_many_in, delete_in, read_in, vread_in, write_in};
 use super::search::{SearchError, SearchPage, SearchRequest};
 use super::{
     Current, Deletion, Prepared, Prior, Store, StoreError, Version, WriteError, WriteTarget,
@@ -97,6 +97,18 @@ impl Tx<'_> {
         prepare: &mut dyn FnMut(Prior<'_>, i64, i64) -> Result<Prepared, E>,
     ) -> Result<Written, WriteError<E>> {
         write_in(self.conn, scope, target, prepare)
+    }
+
+    /// Creates resources at new server-chosen ids (`(type, id)`), all in one set of
+    /// multi-row statements: version 1, one timestamp, `prepare(i, version, last_updated)`
+    /// rendering the `i`th. An error carries the position of the resource at fault, if any.
+    pub fn create_many<E>(
+        &mut self,
+        scope: &AccessScope,
+        targets: &[(&str, &str)],
+        prepare: &mut dyn FnMut(usize, i64, i64) -> Result<Prepared, E>,
+    ) -> Result<Vec<Written>, (Option<usize>, WriteError<E>)> {
+        create_many_in(self.conn, scope, targets, prepare)
     }
 
     /// As [`Store::delete`], inside this transaction.

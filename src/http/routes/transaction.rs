@@ -27,7 +27,7 @@ use crate::fhir::search::query::{self, SearchQuery, Summary};
 use crate::fhir::transaction::{
     self as rules, Address, BundleError, Entry, EntryError, Kind, Method, References,
 };
-use crate::fhir::{json, served, validate};
+use crate::fhir::{json, meta, served, validate};
 use crate::http::bundle::{response_bundle, search_bundle, ResponseEntry, SearchEntry};
 use crate::http::error::ApiError;
 use crate::http::negotiate::{body_kind, reply_format, unsupported, Body};
@@ -36,7 +36,7 @@ use crate::http::AppState;
 use crate::store::search::index::IndexRows;
 use crate::store::search::SearchRequest;
 use crate::store::transaction::{Resolved, Tx};
-use crate::store::{Deletion, StoreError, WriteMethod, WriteTarget, Written};
+use crate::store::{Deletion, Prepared, StoreError, WriteMethod, WriteTarget, Written};
 
 /// `POST [base]`.
 pub async fn process(
@@ -758,10 +758,19 @@ fn execute(
         map_and_rewrite(state, planned, references)?;
     }
 
-    // Writes in order, then reads, which see them.
+    // New resources at server-chosen ids, all at once; then the other writes in order, then
+    // reads, which see them.
+    let creates: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&i| planned[i].existing.is_none() && matches!(planned[i].op, Op::Create { .. }))
+        .collect();
+    if !creates.is_empty() {
+        create_all(tx, state, context, planned, &creates, &mut responses)?;
+    }
     for &i in order {
         let p = &mut planned[i];
-        if matches!(p.op, Op::Delete { .. }) {
+        if responses[i].is_some() {
             continue;
         }
         let response = match p.method {
@@ -772,6 +781,65 @@ fn execute(
         responses[i] = Some(response);
     }
     Ok(responses.into_iter().flatten().collect())
+}
+
+/// Creates the new resources of `creates` (positions in `planned`) in one set of statements.
+fn create_all(
+    tx: &mut Tx<'_>,
+    state: &AppState,
+    context: &Context,
+    planned: &mut [Planned],
+    creates: &[usize],
+    responses: &mut [Option<ResponseEntry>],
+) -> Result<(), Failed> {
+    let ids: Vec<(String, String)> = creates
+        .iter()
+        .map(|&i| {
+            (
+                planned[i].res_type.clone(),
+                planned[i].id.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let targets: Vec<(&str, &str)> = ids.iter().map(|(t, i)| (t.as_str(), i.as_str())).collect();
+    let mut prepare = |k: usize, version: i64, last_updated: i64| -> Result<Prepared, ApiError> {
+        let p = &mut planned[creates[k]];
+        let id = ids[k].1.as_str();
+        let Op::Create { resource, .. } = &mut p.op else {
+            return Err(ApiError::internal("not a create entry"));
+        };
+        let (patients, index) = match p.derived.take() {
+            Some(derived) => derived,
+            None => derive(state, resource, id)?,
+        };
+        meta::stamp(resource, id, version, last_updated);
+        Ok(Prepared {
+            patients,
+            index,
+            body: resource.to_string(),
+        })
+    };
+    let written = tx
+        .create_many(&context.scope, &targets, &mut prepare)
+        .map_err(|(at, e)| {
+            let error = write_error(e);
+            match at {
+                Some(k) => Failed::at(&planned[creates[k]], error),
+                None => Failed { entry: None, error },
+            }
+        })?;
+    for (k, stored) in written.into_iter().enumerate() {
+        let (ty, id) = &ids[k];
+        responses[creates[k]] = Some(written_entry(
+            context,
+            state,
+            StatusCode::CREATED,
+            ty,
+            id,
+            stored,
+        ));
+    }
+    Ok(())
 }
 
 /// Resolves `ifNoneExist`, the targets of conditional updates and patches, and conditional
