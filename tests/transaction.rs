@@ -284,6 +284,34 @@ backend_tests! {
         assert_eq!(count(server, &format!("/Observation?device={device}")), 2);
     }
 
+    fn racing_feeds_create_one_device(server: &Server) {
+        let patient = server.post("/Patient", &patient("2990112345679", "Course")).ok_json();
+        let subject = format!("Patient/{}", patient["id"].as_str().unwrap());
+        let statuses: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let subject = &subject;
+                    s.spawn(move || {
+                        let mut obs = observation(subject, &format!("7{i}.0"));
+                        obs["device"] = json!({"reference": "urn:uuid:0c3b6c5e-0000-4000-8000-000000000091"});
+                        let bundle = transaction(vec![
+                            post("urn:uuid:0c3b6c5e-0000-4000-8000-000000000090", obs),
+                            json!({"fullUrl": "urn:uuid:0c3b6c5e-0000-4000-8000-000000000091",
+                                   "resource": {"resourceType": "Device", "identifier": [{"system": DEVICES, "value": "dev-race"}]},
+                                   "request": {"method": "POST", "url": "Device", "ifNoneExist": format!("identifier={DEVICES}|dev-race")}}),
+                        ]);
+                        let body = send(server, &bundle).ok_json();
+                        body["entry"][1]["response"]["status"].as_str().unwrap().to_string()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(statuses.iter().filter(|s| *s == "201 Created").count(), 1, "{statuses:?}");
+        assert_eq!(count(server, "/Device"), 1);
+        assert_eq!(count(server, "/Observation"), 8);
+    }
+
     fn conditional_update_patch_delete_and_reads_in_a_transaction(server: &Server) {
         let a = server.post("/Patient", &patient("5", "Alpha")).ok_json();
         let b = server.post("/Patient", &patient("6", "Beta")).ok_json();

@@ -335,15 +335,12 @@ fn plan(state: &AppState, entry: Entry, lenient: bool) -> Result<Planned, ApiErr
                 None => {}
                 Some("*") => must_be_new = true,
                 Some(other) => {
-                    return Err(ApiError::bad_request(
-                        Issue::error(
-                            "not-supported",
-                            format!(
+                    return Err(ApiError::bad_request(Issue::error(
+                        "not-supported",
+                        format!(
                             "ifNoneMatch {other:?} on a PUT: only \"*\" (create only) is supported"
                         ),
-                        )
-                        .at("Bundle.entry.request.ifNoneMatch"),
-                    ))
+                    )))
                 }
             }
             validated(&resource)?;
