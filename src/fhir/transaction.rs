@@ -680,11 +680,6 @@ fn split_absolute(full_url: &str) -> Option<(&str, &str)> {
     Some((base, &full_url[base.len() + 1..]))
 }
 
-/// The resource type a fullUrl names, when it is an absolute `.../Type/id` URL.
-pub fn full_url_type(full_url: &str) -> Option<&str> {
-    split_absolute(full_url).and_then(|(_, rel)| rel.split('/').next())
-}
-
 /// The JSON Patch document carried by a PATCH entry: a Binary whose `contentType` is
 /// `application/json-patch+json` and whose `data` is the patch, base64-encoded.
 pub fn patch_document(binary: &Value) -> Result<Value, Issue> {
@@ -965,9 +960,12 @@ mod tests {
             first_overlap([(0, "Patient/1"), (1, "Observation/1")]),
             None
         );
-        assert_eq!(full_url_type("https://h/fhir/Patient/1"), Some("Patient"));
-        assert_eq!(full_url_type("urn:uuid:1"), None);
-        assert_eq!(full_url_type("https://h/"), None);
+        assert_eq!(
+            split_absolute("https://h/fhir/Patient/1"),
+            Some(("https://h/fhir", "Patient/1"))
+        );
+        assert_eq!(split_absolute("urn:uuid:1"), None);
+        assert_eq!(split_absolute("https://h/"), None);
         assert_eq!(parse_etag("W/\"3\""), Some(3));
         assert_eq!(parse_etag("x"), None);
     }
