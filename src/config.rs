@@ -65,6 +65,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CARNET_MAX_BODY_SIZE")]
     pub max_body_size: Option<usize>,
 
+    /// Most entries in one transaction or batch Bundle (more: 413) [default: 1000]
+    #[arg(long, env = "CARNET_MAX_BUNDLE_ENTRIES")]
+    pub max_bundle_entries: Option<usize>,
+
     /// HTTP worker threads [default: the number of CPUs on SQLite, twice that on PostgreSQL,
     /// where a read by id waits on the network]
     #[arg(long, env = "CARNET_WORKERS")]
@@ -82,6 +86,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     max_body_size: Option<usize>,
+    max_bundle_entries: Option<usize>,
     workers: Option<usize>,
 }
 
@@ -100,6 +105,7 @@ pub struct ServeConfig {
     pub base_url: Option<String>,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub max_body_size: usize,
+    pub max_bundle_entries: usize,
     /// `None`: chosen from the backend at start.
     pub workers: Option<usize>,
 }
@@ -159,6 +165,11 @@ impl ServeArgs {
                 .max_body_size
                 .or(file.max_body_size)
                 .unwrap_or(32 * 1024 * 1024),
+            max_bundle_entries: self
+                .max_bundle_entries
+                .or(file.max_bundle_entries)
+                .unwrap_or(1000)
+                .max(1),
             workers: workers.map(|w| w.max(1)),
         })
     }

@@ -53,6 +53,7 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
         definitions,
         base_url: base_url.clone(),
         max_body_bytes: config.max_body_size,
+        max_bundle_entries: config.max_bundle_entries,
     });
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let workers = config.workers.unwrap_or(match url.backend() {

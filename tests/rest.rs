@@ -301,7 +301,7 @@ backend_tests! {
             assert!(codes.contains(&code), "{code} missing");
         }
         assert!(codes.contains(&"search-type"));
-        assert_eq!(cs["rest"][0]["interaction"], json!([{"code": "history-system"}, {"code": "search-system"}]));
+        assert_eq!(cs["rest"][0]["interaction"], json!([{"code": "history-system"}, {"code": "search-system"}, {"code": "transaction"}, {"code": "batch"}]));
         assert_eq!(observation["conditionalCreate"], true);
         assert_eq!(observation["conditionalDelete"], "single");
         let params: Vec<&str> = observation["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();

@@ -12,4 +12,5 @@ pub mod patch;
 pub mod search;
 pub mod served;
 pub mod summary;
+pub mod transaction;
 pub mod validate;

@@ -158,3 +158,78 @@ fn push_entry(out: &mut String, base_url: &str, entry: &Version) {
     out.push_str(&quote(&format_instant(entry.last_updated)));
     out.push_str("}}");
 }
+
+/// One entry of a `transaction-response` or `batch-response`.
+#[derive(Debug, Default)]
+pub struct ResponseEntry {
+    pub full_url: Option<String>,
+    /// `201 Created`, `200 OK`, `400 Bad Request`...
+    pub status: String,
+    /// `Type/id/_history/version`.
+    pub location: Option<String>,
+    pub version: Option<i64>,
+    pub last_modified: Option<i64>,
+    /// JSON text of the resource returned.
+    pub resource: Option<String>,
+    /// JSON text of an OperationOutcome (`response.outcome`).
+    pub outcome: Option<String>,
+}
+
+/// A `transaction-response` or `batch-response` Bundle, written around the resources' text.
+pub fn response_bundle(kind: &str, entries: &[ResponseEntry]) -> String {
+    let size: usize = entries
+        .iter()
+        .map(|e| {
+            e.resource.as_ref().map_or(0, String::len)
+                + e.outcome.as_ref().map_or(0, String::len)
+                + 256
+        })
+        .sum();
+    let mut out = String::with_capacity(size + 256);
+    out.push_str(r#"{"resourceType":"Bundle","id":"#);
+    out.push_str(&quote(&uuid::Uuid::new_v4().to_string()));
+    out.push_str(r#","meta":{"lastUpdated":"#);
+    out.push_str(&quote(&format_instant(
+        chrono::Utc::now().timestamp_micros(),
+    )));
+    out.push_str(r#"},"type":"#);
+    out.push_str(&quote(kind));
+    out.push_str(r#","entry":["#);
+    for (i, entry) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('{');
+        if let Some(url) = &entry.full_url {
+            out.push_str(r#""fullUrl":"#);
+            out.push_str(&quote(url));
+            out.push(',');
+        }
+        if let Some(resource) = &entry.resource {
+            out.push_str(r#""resource":"#);
+            out.push_str(resource);
+            out.push(',');
+        }
+        out.push_str(r#""response":{"status":"#);
+        out.push_str(&quote(&entry.status));
+        if let Some(location) = &entry.location {
+            out.push_str(r#","location":"#);
+            out.push_str(&quote(location));
+        }
+        if let Some(version) = entry.version {
+            out.push_str(r#","etag":"#);
+            out.push_str(&quote(&etag(version)));
+        }
+        if let Some(at) = entry.last_modified {
+            out.push_str(r#","lastModified":"#);
+            out.push_str(&quote(&format_instant(at)));
+        }
+        if let Some(outcome) = &entry.outcome {
+            out.push_str(r#","outcome":"#);
+            out.push_str(outcome);
+        }
+        out.push_str("}}");
+    }
+    out.push_str("]}");
+    out
+}

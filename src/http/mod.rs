@@ -26,6 +26,8 @@ pub struct AppState {
     pub base_url: String,
     /// The largest request body accepted, after decompression.
     pub max_body_bytes: usize,
+    /// The most entries a transaction or batch Bundle may hold.
+    pub max_bundle_entries: usize,
 }
 
 impl AppState {

@@ -9,6 +9,7 @@ mod history;
 mod resources;
 mod schema;
 pub mod search;
+pub mod transaction;
 
 use std::sync::Arc;
 

@@ -167,18 +167,7 @@ impl Store {
         res_type: &str,
         res_id: &str,
     ) -> Result<Option<Current>, StoreError> {
-        let mut conn = self.conn()?;
-        // The unrestricted query has a static shape, so diesel prepares it once per
-        // connection: a read by id is then one cached statement and one index lookup.
-        let current = match scope {
-            AccessScope::Everything => {
-                on_backend!(&mut *conn, c => current_by_id(res_type, res_id).first(c))
-            }
-            AccessScope::Patients(patients) => current_by_id(res_type, res_id)
-                .filter(resource::res_key.eq_any(compartment_keys(patients)))
-                .first(&mut *conn),
-        };
-        Ok(current.optional()?)
+        read_in(&mut *self.conn()?, scope, res_type, res_id)
     }
 
     /// The current bodies of every live resource of `res_type` the caller may see, for types
@@ -214,16 +203,7 @@ impl Store {
         res_id: &str,
         version: i64,
     ) -> Result<Option<Version>, StoreError> {
-        let mut conn = self.conn()?;
-        let Some(key) = visible_key(&mut conn, scope, res_type, res_id)? else {
-            return Ok(None);
-        };
-        Ok(resource_version::table
-            .filter(resource_version::res_key.eq(key))
-            .filter(resource_version::version.eq(version))
-            .select(version_columns())
-            .first::<Version>(&mut conn)
-            .optional()?)
+        vread_in(&mut *self.conn()?, scope, res_type, res_id, version)
     }
 
     /// Writes a new version of a resource, creating it when it does not exist (or was
@@ -250,6 +230,45 @@ impl Store {
             conn.transaction(|conn| delete_in(conn, scope, res_type, res_id, if_match))
         })
     }
+}
+
+/// [`Store::read`] on a given connection (inside a transaction, it sees its writes).
+pub(super) fn read_in(
+    conn: &mut DbConnection,
+    scope: &AccessScope,
+    res_type: &str,
+    res_id: &str,
+) -> Result<Option<Current>, StoreError> {
+    // The unrestricted query has a static shape, so diesel prepares it once per
+    // connection: a read by id is then one cached statement and one index lookup.
+    let current = match scope {
+        AccessScope::Everything => {
+            on_backend!(conn, c => current_by_id(res_type, res_id).first(c))
+        }
+        AccessScope::Patients(patients) => current_by_id(res_type, res_id)
+            .filter(resource::res_key.eq_any(compartment_keys(patients)))
+            .first(conn),
+    };
+    Ok(current.optional()?)
+}
+
+/// [`Store::vread`] on a given connection.
+pub(super) fn vread_in(
+    conn: &mut DbConnection,
+    scope: &AccessScope,
+    res_type: &str,
+    res_id: &str,
+    version: i64,
+) -> Result<Option<Version>, StoreError> {
+    let Some(key) = visible_key(conn, scope, res_type, res_id)? else {
+        return Ok(None);
+    };
+    Ok(resource_version::table
+        .filter(resource_version::res_key.eq(key))
+        .filter(resource_version::version.eq(version))
+        .select(version_columns())
+        .first::<Version>(conn)
+        .optional()?)
 }
 
 /// A write on `conn`, started over when it lost a race to create the same id.
@@ -453,6 +472,144 @@ pub(super) fn delete_in(
         version: current + 1,
         last_updated,
     })
+}
+
+/// Rows per multi-row INSERT of [`create_many_in`]: far below SQLite's bound-parameter limit.
+const CREATES_PER_INSERT: usize = 500;
+
+/// Creates new resources at ids the server chose (`targets`, `(type, id)`), all at version 1
+/// and one timestamp, with one multi-row INSERT per table instead of a round trip per
+/// statement per resource. `prepare(i, version, last_updated)` renders the `i`th. Fails with
+/// the position of the resource at fault, when one is; a taken id is `AlreadyExists`.
+pub(super) fn create_many_in<E>(
+    conn: &mut DbConnection,
+    scope: &AccessScope,
+    targets: &[(&str, &str)],
+    prepare: &mut dyn FnMut(usize, i64, i64) -> Result<Prepared, E>,
+) -> Result<Vec<Written>, (Option<usize>, WriteError<E>)> {
+    let now = now_micros();
+    let mut prepared = Vec::with_capacity(targets.len());
+    for i in 0..targets.len() {
+        let p = prepare(i, 1, now).map_err(|e| (Some(i), WriteError::Rejected(e)))?;
+        if !scope.permits_write(&p.patients) {
+            return Err((Some(i), WriteError::Store(StoreError::Forbidden)));
+        }
+        prepared.push(p);
+    }
+    let store_error = |e: DieselError| {
+        let error = match e {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                StoreError::AlreadyExists
+            }
+            other => StoreError::Database(other),
+        };
+        (None, WriteError::Store(error))
+    };
+    conn.transaction(|conn| insert_new(conn, targets, &prepared, now))
+        .map_err(store_error)?;
+    Ok(prepared
+        .into_iter()
+        .map(|p| Written {
+            version: 1,
+            last_updated: now,
+            created: true,
+            body: p.body,
+        })
+        .collect())
+}
+
+fn insert_new(
+    conn: &mut DbConnection,
+    targets: &[(&str, &str)],
+    prepared: &[Prepared],
+    now: i64,
+) -> Result<(), DieselError> {
+    let mut keys: std::collections::HashMap<(String, String), i64> =
+        std::collections::HashMap::with_capacity(targets.len());
+    for chunk in targets
+        .iter()
+        .zip(prepared)
+        .collect::<Vec<_>>()
+        .chunks(CREATES_PER_INSERT)
+    {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|((ty, id), p)| {
+                (
+                    resource::res_type.eq(*ty),
+                    resource::res_id.eq(*id),
+                    resource::version.eq(1_i64),
+                    resource::last_updated.eq(now),
+                    resource::deleted.eq(false),
+                    resource::patient.eq(p.patients.first()),
+                )
+            })
+            .collect();
+        let returned: Vec<(i64, String, String)> = on_backend!(conn, c => diesel::insert_into(resource::table)
+            .values(&rows)
+            .returning((resource::res_key, resource::res_type, resource::res_id))
+            .get_results(c))?;
+        for (key, ty, id) in returned {
+            keys.insert((ty, id), key);
+        }
+    }
+    let key_of = |ty: &str, id: &str| {
+        keys.get(&(ty.to_string(), id.to_string()))
+            .copied()
+            .ok_or(DieselError::NotFound)
+    };
+    let mut resource_keys = Vec::with_capacity(targets.len());
+    for (ty, id) in targets {
+        resource_keys.push(key_of(ty, id)?);
+    }
+    for chunk in (0..targets.len())
+        .collect::<Vec<_>>()
+        .chunks(CREATES_PER_INSERT)
+    {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|&i| {
+                let (ty, id) = targets[i];
+                (
+                    resource_version::res_key.eq(resource_keys[i]),
+                    resource_version::version.eq(1_i64),
+                    resource_version::res_type.eq(ty),
+                    resource_version::res_id.eq(id),
+                    resource_version::last_updated.eq(now),
+                    resource_version::method.eq("POST"),
+                    resource_version::body.eq(Some(prepared[i].body.as_str())),
+                )
+            })
+            .collect();
+        on_backend!(conn, c => diesel::insert_into(resource_version::table).values(&rows).execute(c))?;
+    }
+    let mut memberships: Vec<(&String, i64)> = Vec::new();
+    for (p, &key) in prepared.iter().zip(&resource_keys) {
+        let start = memberships.len();
+        for patient in &p.patients {
+            if !memberships[start..].iter().any(|(q, _)| *q == patient) {
+                memberships.push((patient, key));
+            }
+        }
+    }
+    for chunk in memberships.chunks(CREATES_PER_INSERT) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|(patient, key)| {
+                (
+                    resource_compartment::patient.eq(*patient),
+                    resource_compartment::res_key.eq(*key),
+                )
+            })
+            .collect();
+        on_backend!(conn, c => diesel::insert_into(resource_compartment::table).values(&rows).execute(c))?;
+    }
+    let index: Vec<(i64, &IndexRows)> = resource_keys
+        .iter()
+        .zip(prepared)
+        .map(|(&key, p)| (key, &*p.index))
+        .collect();
+    index::insert_many(conn, &index)
 }
 
 /// One row of `resource_version`, as written.

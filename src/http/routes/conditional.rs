@@ -42,6 +42,18 @@ pub(super) fn criteria(
     text: &str,
     what: &str,
 ) -> Result<SearchQuery, ApiError> {
+    let lenient = prefer(req, "handling") == Some("lenient");
+    parse_criteria(state, res_type, text, what, lenient)
+}
+
+/// [`criteria`] with the leniency given (`Prefer: handling=lenient`).
+pub(super) fn parse_criteria(
+    state: &AppState,
+    res_type: &str,
+    text: &str,
+    what: &str,
+    lenient: bool,
+) -> Result<SearchQuery, ApiError> {
     let text = text.strip_prefix('?').unwrap_or(text);
     let text = text.strip_prefix(&format!("{res_type}?")).unwrap_or(text);
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text).map_err(|e| {
@@ -62,7 +74,6 @@ pub(super) fn criteria(
             .at(name.clone()),
         ));
     }
-    let lenient = prefer(req, "handling") == Some("lenient");
     let parsed = query::parse(
         &state.search.current(),
         &[res_type],
@@ -80,14 +91,14 @@ pub(super) fn criteria(
     Ok(parsed)
 }
 
-fn conditional_error(e: ConditionalError<ApiError>) -> ApiError {
+pub(super) fn conditional_error(e: ConditionalError<ApiError>) -> ApiError {
     match e {
         ConditionalError::Search(e) => e.into(),
         ConditionalError::Failed(e) => e,
     }
 }
 
-fn several(what: &str) -> ApiError {
+pub(super) fn several(what: &str) -> ApiError {
     ApiError::new(
         StatusCode::PRECONDITION_FAILED,
         Issue::error(
@@ -156,6 +167,33 @@ pub(super) fn create_if_none_exist(
         .map_err(conditional_error)
 }
 
+/// The id a conditional update writes at, and whether it must be new: the match; when none,
+/// the body's id (which must then be new: an existing resource the criteria did not select is
+/// not this request's to overwrite, 409) or a server id.
+pub(super) fn update_target(
+    ty: &str,
+    resolved: Resolved,
+    body_id: Option<String>,
+) -> Result<(String, bool), ApiError> {
+    let created_at_body_id = resolved == Resolved::None && body_id.is_some();
+    let id = match (resolved, body_id) {
+        (Resolved::Many, _) => return Err(several("conditional update")),
+        (Resolved::One { res_id, .. }, Some(body)) if body != res_id => {
+            return Err(ApiError::bad_request(
+                Issue::error(
+                    "invalid",
+                    format!("the criteria match {ty}/{res_id} but the body has id {body:?}"),
+                )
+                .at(format!("{ty}.id")),
+            ))
+        }
+        (Resolved::One { res_id, .. }, _) => res_id,
+        (Resolved::None, Some(body)) => body,
+        (Resolved::None, None) => uuid::Uuid::new_v4().to_string(),
+    };
+    Ok((id, created_at_body_id))
+}
+
 /// `PUT [type]?criteria`: updates the one match, creates when none matches, 412 for several.
 pub async fn update(
     req: HttpRequest,
@@ -187,26 +225,7 @@ pub async fn update(
         worker
             .store
             .conditional(&scope, &criteria, |tx, resolved| {
-                let created_at_body_id = resolved == Resolved::None && body_id.is_some();
-                let id = match (resolved, body_id) {
-                    (Resolved::Many, _) => return Err(several("conditional update")),
-                    (Resolved::One { res_id, .. }, Some(body)) if body != res_id => {
-                        return Err(ApiError::bad_request(
-                            Issue::error(
-                                "invalid",
-                                format!(
-                                    "the criteria match {ty}/{res_id} but the body has id {body:?}"
-                                ),
-                            )
-                            .at(format!("{ty}.id")),
-                        ))
-                    }
-                    (Resolved::One { res_id, .. }, _) => res_id,
-                    (Resolved::None, Some(body)) => body,
-                    (Resolved::None, None) => uuid::Uuid::new_v4().to_string(),
-                };
-                // An id chosen by the body when nothing matched must be new: an existing
-                // resource the criteria did not select is not this request's to overwrite (409).
+                let (id, created_at_body_id) = update_target(&ty, resolved, body_id)?;
                 let target = WriteTarget {
                     res_type: &ty,
                     res_id: &id,
@@ -316,7 +335,7 @@ pub async fn delete(
                 Resolved::Many => Err(several("conditional delete")),
                 Resolved::None => Ok((None, Deletion::AlreadyDeleted)),
                 Resolved::One { res_id, .. } => {
-                    let deletion = tx.delete(&scope, &ty, &res_id)?;
+                    let deletion = tx.delete(&scope, &ty, &res_id, None)?;
                     Ok((Some(res_id), deletion))
                 }
             })

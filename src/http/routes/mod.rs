@@ -7,6 +7,7 @@ mod metadata;
 mod resource;
 mod search;
 mod system;
+mod transaction;
 
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, Route};
@@ -72,6 +73,9 @@ pub const INTERACTIONS: &[Interaction] = &[
     interaction("history-system", Level::System, Method::GET, "/_history"),
     interaction("search-system", Level::System, Method::GET, ""),
     interaction("search-system", Level::System, Method::POST, "/_search"),
+    // One route serves both: the Bundle's type says which.
+    interaction("transaction", Level::System, Method::POST, ""),
+    interaction("batch", Level::System, Method::POST, ""),
     // Conditional interactions are flags of the CapabilityStatement, not interaction codes.
     interaction(
         "conditional-update",
@@ -136,6 +140,7 @@ fn handler(code: &str, method: &Method) -> Route {
         "conditional-update" => web::put().to(conditional::update),
         "conditional-patch" => web::patch().to(conditional::patch),
         "conditional-delete" => web::delete().to(conditional::delete),
+        "transaction" | "batch" => web::post().to(transaction::process),
         other => unreachable!("interaction {other} has no handler"),
     }
 }
@@ -157,7 +162,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             })),
     );
     for path in PATHS {
-        let routed: Vec<&Interaction> = INTERACTIONS.iter().filter(|i| i.path == *path).collect();
+        let mut routed: Vec<&Interaction> =
+            INTERACTIONS.iter().filter(|i| i.path == *path).collect();
+        // Interactions told apart by the body (transaction, batch) share one route.
+        routed.dedup_by(|a, b| a.method == b.method);
         let allow = routed
             .iter()
             .map(|i| i.method.as_str())

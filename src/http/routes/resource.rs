@@ -58,7 +58,7 @@ pub(super) fn check_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-fn check_version(text: &str) -> Result<i64, ApiError> {
+pub(super) fn check_version(text: &str) -> Result<i64, ApiError> {
     text.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
         ApiError::not_found(format!(
             "{text:?} is not a version id of this server (1, 2, 3, ...)"
@@ -67,7 +67,11 @@ fn check_version(text: &str) -> Result<i64, ApiError> {
 }
 
 /// Parses and validates a body as a resource of `res_type`; 400 naming every problem.
-fn parse_resource(state: &AppState, bytes: &[u8], res_type: &str) -> Result<Value, ApiError> {
+pub(super) fn parse_resource(
+    state: &AppState,
+    bytes: &[u8],
+    res_type: &str,
+) -> Result<Value, ApiError> {
     let resource = json::parse_resource(bytes).map_err(ApiError::bad_request)?;
     let sent_type = resource["resourceType"].as_str().unwrap_or("");
     if sent_type != res_type {
@@ -218,19 +222,41 @@ pub(super) fn resource_preparer<'a>(
     resource: &'a mut Value,
     res_id: &'a str,
 ) -> Result<impl FnMut(Prior<'_>, i64, i64) -> Result<Prepared, ApiError> + 'a, ApiError> {
+    let (patients, index) = derive(state, resource, res_id)?;
+    Ok(stamper(resource, res_id, patients, index))
+}
+
+/// Sets the id of the validated `resource` and computes what its write stores besides the
+/// body: its patient compartments and its search index rows.
+// Indexed before the write: the store stamps only the version and timestamp, which no
+// indexed parameter reads, and the SQLite writer should not wait for the extraction.
+pub(super) fn derive(
+    state: &AppState,
+    resource: &mut Value,
+    res_id: &str,
+) -> Result<(Vec<String>, Arc<IndexRows>), ApiError> {
     meta::set_id(resource, res_id);
     let patients = compartment::patient_compartments(state.definitions, resource, &state.base_url);
-    // Indexed before the write: the store stamps only the version and timestamp, which no
-    // indexed parameter reads, and the SQLite writer should not wait for the extraction.
     let index = Arc::new(index_rows(state, resource)?);
-    Ok(move |_: Prior<'_>, version: i64, last_updated: i64| {
+    Ok((patients, index))
+}
+
+/// The `prepare` of a write of `resource` (with what [`derive`] computed): stamps the version
+/// and timestamp the store assigns and serialises once.
+pub(super) fn stamper<'a>(
+    resource: &'a mut Value,
+    res_id: &'a str,
+    patients: Vec<String>,
+    index: Arc<IndexRows>,
+) -> impl FnMut(Prior<'_>, i64, i64) -> Result<Prepared, ApiError> + 'a {
+    move |_: Prior<'_>, version: i64, last_updated: i64| {
         meta::stamp(resource, res_id, version, last_updated);
         Ok(Prepared {
             patients: patients.clone(),
             index: index.clone(),
             body: resource.to_string(),
         })
-    })
+    }
 }
 
 pub(super) fn write_error(e: WriteError<ApiError>) -> ApiError {

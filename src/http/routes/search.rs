@@ -19,7 +19,7 @@ use crate::http::AppState;
 use crate::store::search::cursor::SearchCursor;
 use crate::store::search::{SearchPage, SearchRequest};
 
-const DEFAULT_COUNT: u32 = 50;
+pub(super) const DEFAULT_COUNT: u32 = 50;
 pub const MAX_COUNT: u32 = 1000;
 /// Included resources per page beyond this are left out, with a warning in the Bundle.
 pub const MAX_INCLUDED: usize = 1000;
@@ -302,7 +302,7 @@ async fn search(
 }
 
 /// The stored JSON, or its `_summary`/`_elements` subset.
-fn shape(state: &AppState, query: &SearchQuery, body: &str) -> Result<String, ApiError> {
+pub(super) fn shape(state: &AppState, query: &SearchQuery, body: &str) -> Result<String, ApiError> {
     let subset = matches!(query.summary, Summary::True | Summary::Text | Summary::Data)
         || !query.elements.is_empty();
     if !subset {

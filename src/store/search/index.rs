@@ -236,13 +236,26 @@ pub fn remove(conn: &mut DbConnection, key: i64) -> Result<(), DieselError> {
 
 /// Inserts `rows` for the resource `key`: one multi-row INSERT per table that has rows.
 pub fn insert(conn: &mut DbConnection, key: i64, rows: &IndexRows) -> Result<(), DieselError> {
+    insert_many(conn, &[(key, rows)])
+}
+
+/// Inserts the rows of several resources `(key, rows)`: one multi-row INSERT per table that
+/// has rows (per [`ROWS_PER_INSERT`]), whatever the number of resources.
+pub fn insert_many(
+    conn: &mut DbConnection,
+    resources: &[(i64, &IndexRows)],
+) -> Result<(), DieselError> {
     use search_string as s;
-    for chunk in rows.string.chunks(ROWS_PER_INSERT) {
+    let all: Vec<_> = resources
+        .iter()
+        .flat_map(|(key, rows)| rows.string.iter().map(move |row| (*key, row)))
+        .collect();
+    for chunk in all.chunks(ROWS_PER_INSERT) {
         let values: Vec<_> = chunk
             .iter()
-            .map(|(p, g, n, e)| {
+            .map(|(key, (p, g, n, e))| {
                 (
-                    s::res_key.eq(key),
+                    s::res_key.eq(*key),
                     s::param_id.eq(p),
                     s::grp.eq(g),
                     s::normalized.eq(n),
@@ -253,12 +266,16 @@ pub fn insert(conn: &mut DbConnection, key: i64, rows: &IndexRows) -> Result<(),
         on_backend!(&mut *conn, c => diesel::insert_into(s::table).values(&values).execute(c))?;
     }
     use search_token as t;
-    for chunk in rows.token.chunks(ROWS_PER_INSERT) {
+    let all: Vec<_> = resources
+        .iter()
+        .flat_map(|(key, rows)| rows.token.iter().map(move |row| (*key, row)))
+        .collect();
+    for chunk in all.chunks(ROWS_PER_INSERT) {
         let values: Vec<_> = chunk
             .iter()
-            .map(|(p, g, system, code)| {
+            .map(|(key, (p, g, system, code))| {
                 (
-                    t::res_key.eq(key),
+                    t::res_key.eq(*key),
                     t::param_id.eq(p),
                     t::grp.eq(g),
                     t::system.eq(system),
@@ -269,12 +286,16 @@ pub fn insert(conn: &mut DbConnection, key: i64, rows: &IndexRows) -> Result<(),
         on_backend!(&mut *conn, c => diesel::insert_into(t::table).values(&values).execute(c))?;
     }
     use search_reference as r;
-    for chunk in rows.reference.chunks(ROWS_PER_INSERT) {
+    let all: Vec<_> = resources
+        .iter()
+        .flat_map(|(key, rows)| rows.reference.iter().map(move |row| (*key, row)))
+        .collect();
+    for chunk in all.chunks(ROWS_PER_INSERT) {
         let values: Vec<_> = chunk
             .iter()
-            .map(|(p, g, ty, id, url)| {
+            .map(|(key, (p, g, ty, id, url))| {
                 (
-                    r::res_key.eq(key),
+                    r::res_key.eq(*key),
                     r::param_id.eq(p),
                     r::grp.eq(g),
                     r::target_type.eq(ty),
@@ -286,12 +307,16 @@ pub fn insert(conn: &mut DbConnection, key: i64, rows: &IndexRows) -> Result<(),
         on_backend!(&mut *conn, c => diesel::insert_into(r::table).values(&values).execute(c))?;
     }
     use search_date as d;
-    for chunk in rows.date.chunks(ROWS_PER_INSERT) {
+    let all: Vec<_> = resources
+        .iter()
+        .flat_map(|(key, rows)| rows.date.iter().map(move |row| (*key, row)))
+        .collect();
+    for chunk in all.chunks(ROWS_PER_INSERT) {
         let values: Vec<_> = chunk
             .iter()
-            .map(|(p, g, low, high)| {
+            .map(|(key, (p, g, low, high))| {
                 (
-                    d::res_key.eq(key),
+                    d::res_key.eq(*key),
                     d::param_id.eq(p),
                     d::grp.eq(g),
                     d::low.eq(low),
@@ -302,12 +327,16 @@ pub fn insert(conn: &mut DbConnection, key: i64, rows: &IndexRows) -> Result<(),
         on_backend!(&mut *conn, c => diesel::insert_into(d::table).values(&values).execute(c))?;
     }
     use search_number as n;
-    for chunk in rows.number.chunks(ROWS_PER_INSERT) {
+    let all: Vec<_> = resources
+        .iter()
+        .flat_map(|(key, rows)| rows.number.iter().map(move |row| (*key, row)))
+        .collect();
+    for chunk in all.chunks(ROWS_PER_INSERT) {
         let values: Vec<_> = chunk
             .iter()
-            .map(|(p, g, low, high)| {
+            .map(|(key, (p, g, low, high))| {
                 (
-                    n::res_key.eq(key),
+                    n::res_key.eq(*key),
                     n::param_id.eq(p),
                     n::grp.eq(g),
                     n::low.eq(low),
@@ -318,12 +347,16 @@ pub fn insert(conn: &mut DbConnection, key: i64, rows: &IndexRows) -> Result<(),
         on_backend!(&mut *conn, c => diesel::insert_into(n::table).values(&values).execute(c))?;
     }
     use search_quantity as q;
-    for chunk in rows.quantity.chunks(ROWS_PER_INSERT) {
+    let all: Vec<_> = resources
+        .iter()
+        .flat_map(|(key, rows)| rows.quantity.iter().map(move |row| (*key, row)))
+        .collect();
+    for chunk in all.chunks(ROWS_PER_INSERT) {
         let values: Vec<_> = chunk
             .iter()
-            .map(|row| {
+            .map(|(key, row)| {
                 (
-                    q::res_key.eq(key),
+                    q::res_key.eq(*key),
                     q::param_id.eq(row.param),
                     q::grp.eq(row.grp),
                     q::low.eq(row.low),
@@ -339,12 +372,16 @@ pub fn insert(conn: &mut DbConnection, key: i64, rows: &IndexRows) -> Result<(),
         on_backend!(&mut *conn, c => diesel::insert_into(q::table).values(&values).execute(c))?;
     }
     use search_uri as u;
-    for chunk in rows.uri.chunks(ROWS_PER_INSERT) {
+    let all: Vec<_> = resources
+        .iter()
+        .flat_map(|(key, rows)| rows.uri.iter().map(move |row| (*key, row)))
+        .collect();
+    for chunk in all.chunks(ROWS_PER_INSERT) {
         let values: Vec<_> = chunk
             .iter()
-            .map(|(p, g, uri)| {
+            .map(|(key, (p, g, uri))| {
                 (
-                    u::res_key.eq(key),
+                    u::res_key.eq(*key),
                     u::param_id.eq(p),
                     u::grp.eq(g),
                     u::uri.eq(uri),
