@@ -574,3 +574,114 @@ fn existing_resources_are_reindexed_at_start_on_sqlite() {
 fn existing_resources_are_reindexed_at_start_on_postgres() {
     existing_resources_are_reindexed_at_start(common::Backend::Postgres);
 }
+
+fn born_in(id: &str, city: &str) -> Value {
+    json!({"resourceType": "Patient", "id": id, "extension": [{
+        "url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
+        "valueAddress": {"city": city}}]})
+}
+
+fn birth_place_parameter(status: &str) -> Value {
+    json!({
+        "resourceType": "SearchParameter", "id": "birth-place",
+        "url": "http://example.org/SearchParameter/patient-birth-place",
+        "name": "BirthPlace", "status": status, "description": "Where the patient was born",
+        "code": "birth-place", "base": ["Patient"], "type": "string",
+        "expression": "Patient.extension.where(url = 'http://hl7.org/fhir/StructureDefinition/patient-birthPlace').value.city"
+    })
+}
+
+/// A SearchParameter written at run time: refused when it cannot be indexed; otherwise new
+/// writes index it at once, and after `$reindex` (or the next start) it searches everything.
+fn search_parameters_added_at_run_time(backend: common::Backend) {
+    let server = Server::start(backend);
+    server
+        .put("/Patient/b1", &born_in("b1", "Besançon"))
+        .ok_json();
+    server.put("/Patient/b2", &born_in("b2", "Brest")).ok_json();
+    assert_eq!(server.get("/Patient?birth-place=bes").status, 400);
+
+    // What the server could not honour is refused, and nothing is stored.
+    let mut taken = birth_place_parameter("active");
+    taken["code"] = json!("name");
+    server
+        .put("/SearchParameter/birth-place", &taken)
+        .outcome_at(400, "code");
+    let mut unsupported = birth_place_parameter("active");
+    unsupported["expression"] = json!("Patient.name.aggregate($this)");
+    server
+        .put("/SearchParameter/birth-place", &unsupported)
+        .outcome_at(400, "expression");
+    assert_eq!(server.get("/SearchParameter/birth-place").status, 404);
+
+    assert_eq!(
+        server
+            .put(
+                "/SearchParameter/birth-place",
+                &birth_place_parameter("active")
+            )
+            .status,
+        201
+    );
+    // Written before the parameter existed: not searchable until reindexed, and said so.
+    let pending = server.get("/Patient?birth-place=bes");
+    assert_eq!(pending.status, 400, "{}", pending.text());
+    assert!(pending.text().contains("$reindex"), "{}", pending.text());
+    // Written after: indexed at once.
+    server.put("/Patient/b3", &born_in("b3", "Besse")).ok_json();
+
+    let reindex = server.post("/$reindex", &json!({}));
+    assert_eq!(reindex.status, 200, "{}", reindex.text());
+    assert!(reindex.text().contains("of Patient"), "{}", reindex.text());
+    assert_eq!(set(&server, "/Patient?birth-place=bes"), of(&["b1", "b3"]));
+    assert_eq!(
+        set(&server, "/Patient?birth-place:exact=Brest"),
+        of(&["b2"])
+    );
+    let metadata = server.get("/metadata").ok_json();
+    let patient = metadata["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Patient")
+        .unwrap()
+        .clone();
+    assert!(patient["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "birth-place"));
+    let nothing = server.post("/$reindex", &json!({}));
+    assert!(
+        nothing.text().contains("nothing to reindex"),
+        "{}",
+        nothing.text()
+    );
+    assert_eq!(
+        server.post("/$reindex?_type=Medication", &json!({})).status,
+        400
+    );
+
+    // It survives a restart (read back from the database)...
+    let db = Server::take_database(server);
+    let server = Server::start_on(db, &[], &[]);
+    assert_eq!(set(&server, "/Patient?birth-place=bes"), of(&["b1", "b3"]));
+    // ... and a retired definition is no longer in force.
+    server
+        .put(
+            "/SearchParameter/birth-place",
+            &birth_place_parameter("retired"),
+        )
+        .ok_json();
+    assert_eq!(server.get("/Patient?birth-place=bes").status, 400);
+}
+
+#[test]
+fn search_parameters_added_at_run_time_on_sqlite() {
+    search_parameters_added_at_run_time(common::Backend::Sqlite);
+}
+
+#[test]
+fn search_parameters_added_at_run_time_on_postgres() {
+    search_parameters_added_at_run_time(common::Backend::Postgres);
+}

@@ -130,6 +130,12 @@ impl Store {
         })
     }
 
+    /// The types whose resources must be reindexed before some of their search parameters are
+    /// searchable.
+    pub fn pending_search_types(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.search_ids()?.pending().0)
+    }
+
     fn set_search_ids(&self, ids: search::keys::ParamIds) {
         *self.search_ids.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(ids));
     }

@@ -4,6 +4,7 @@
 mod conditional;
 mod history;
 mod metadata;
+mod reindex;
 mod resource;
 mod search;
 mod system;
@@ -23,6 +24,8 @@ pub enum Level {
     Compartment,
     /// Type-level writes addressed by search criteria: CapabilityStatement flags.
     Conditional,
+    /// Operations of this server with no OperationDefinition to cite; documented in `docs/`.
+    Operation,
 }
 
 /// One FHIR REST interaction: its code in the CapabilityStatement, and where it is routed.
@@ -76,6 +79,7 @@ pub const INTERACTIONS: &[Interaction] = &[
     // One route serves both: the Bundle's type says which.
     interaction("transaction", Level::System, Method::POST, ""),
     interaction("batch", Level::System, Method::POST, ""),
+    interaction("reindex", Level::Operation, Method::POST, "/$reindex"),
     // Conditional interactions are flags of the CapabilityStatement, not interaction codes.
     interaction(
         "conditional-update",
@@ -111,6 +115,7 @@ const PATHS: &[&str] = &[
     "",
     "/_history",
     "/_search",
+    "/$reindex",
     "/{type}/_history",
     "/{type}/_search",
     "/{type}/{id}",
@@ -141,6 +146,7 @@ fn handler(code: &str, method: &Method) -> Route {
         "conditional-patch" => web::patch().to(conditional::patch),
         "conditional-delete" => web::delete().to(conditional::delete),
         "transaction" | "batch" => web::post().to(transaction::process),
+        "reindex" => web::post().to(reindex::reindex),
         other => unreachable!("interaction {other} has no handler"),
     }
 }

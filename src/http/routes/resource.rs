@@ -93,7 +93,7 @@ pub(super) fn parse_resource(
 
 /// The problems of a resource about to be written: the R4 definitions' rules, then this
 /// server's (a SearchParameter must be one it can index).
-fn validate(state: &AppState, resource: &Value) -> Vec<Issue> {
+pub(super) fn validate(state: &AppState, resource: &Value) -> Vec<Issue> {
     let issues = validate::validate_resource(state.definitions, resource);
     if !issues.is_empty() || resource["resourceType"] != "SearchParameter" {
         return issues;

@@ -27,7 +27,7 @@ use crate::fhir::search::query::{self, SearchQuery, Summary};
 use crate::fhir::transaction::{
     self as rules, Address, BundleError, Entry, EntryError, Kind, Method, References,
 };
-use crate::fhir::{json, meta, served, validate};
+use crate::fhir::{json, meta, served};
 use crate::http::bundle::{response_bundle, search_bundle, ResponseEntry, SearchEntry};
 use crate::http::error::ApiError;
 use crate::http::negotiate::{body_kind, reply_format, unsupported, Body};
@@ -277,7 +277,7 @@ fn plan(state: &AppState, entry: Entry, lenient: bool) -> Result<Planned, ApiErr
         }
     };
     let validated = |resource: &Value| -> Result<(), ApiError> {
-        let issues = validate::validate_resource(state.definitions, resource);
+        let issues = super::resource::validate(state, resource);
         if issues.is_empty() {
             Ok(())
         } else {
@@ -403,7 +403,7 @@ fn plan(state: &AppState, entry: Entry, lenient: bool) -> Result<Planned, ApiErr
                         ))
                     })?;
                 let mut query = query::parse(
-                    crate::fhir::search::r4(),
+                    &state.search.current(),
                     &[res_type.as_str()],
                     &pairs,
                     &state.base_url,
@@ -492,6 +492,7 @@ fn transaction(
     // Without conditional parts every reference is known now: rewrite and index before the
     // transaction, so that the database (and SQLite's one writer) waits for none of it.
     let resolved_up_front = !planned.iter().any(Planned::needs_resolution);
+    let search_params_change = planned.iter().any(|p| p.res_type == "SearchParameter");
     if resolved_up_front {
         map_and_rewrite(state, &mut planned, &mut references).map_err(Failed::into_error)?;
     }
@@ -509,6 +510,9 @@ fn transaction(
             )
         })
         .map_err(Failed::into_error)?;
+    if search_params_change {
+        state.after_write("SearchParameter", None);
+    }
     Ok(response_bundle(
         Kind::Transaction.response_type(),
         &responses,
@@ -549,6 +553,10 @@ fn batch(
         }
     }
     let order = rules::processing_order(&methods);
+    let search_params_change = planned
+        .iter()
+        .flatten()
+        .any(|p| p.res_type == "SearchParameter");
     // Entries without conditional parts are rewritten and indexed before the transaction.
     let mut prepared: Vec<Option<(Planned, References, bool)>> = Vec::with_capacity(count);
     for (i, p) in planned.into_iter().enumerate() {
@@ -596,6 +604,9 @@ fn batch(
             Ok(())
         })
         .map_err(Failed::into_error)?;
+    if search_params_change {
+        state.after_write("SearchParameter", None);
+    }
     let responses: Vec<ResponseEntry> = responses.into_iter().flatten().collect();
     Ok(response_bundle(Kind::Batch.response_type(), &responses))
 }

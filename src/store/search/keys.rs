@@ -14,7 +14,7 @@ use diesel::prelude::*;
 
 use crate::fhir::search::{Derivation, ParamType, SearchParams};
 use crate::store::backend::DbConnection;
-use crate::store::schema::search_param;
+use crate::store::schema::{resource, search_param};
 use crate::store::StoreError;
 
 /// Separates a composite parameter's code from its component index in a key name.
@@ -153,8 +153,8 @@ pub fn key_names<'t>(params: &SearchParams, types: &[&'t str]) -> Vec<(&'t str, 
 }
 
 /// Registers `names` (idempotent, safe when several nodes start at once) and reads back
-/// every registered id. New keys are pending ([`ParamIds::pending`]): the resources of their
-/// type were indexed without them (or not at all, before the search tables existed) and need
+/// every registered id. New keys of a type with resources are pending ([`ParamIds::pending`]):
+/// those resources were indexed without them (or not at all, before the search tables existed) and need
 /// a reindex ([`Store::reindex`](crate::store::Store::reindex)) before they are searchable.
 pub fn register(
     conn: &mut DbConnection,
@@ -166,6 +166,17 @@ pub fn register(
         .iter()
         .filter(|(ty, name)| before.get(ty, name).is_none())
         .collect();
+    // A type with no resources yet has nothing to reindex.
+    let mut stored: HashMap<&str, bool> = HashMap::new();
+    for (ty, _) in &missing {
+        if !stored.contains_key(ty) {
+            let any = diesel::select(diesel::dsl::exists(
+                resource::table.filter(resource::res_type.eq(*ty)),
+            ))
+            .get_result::<bool>(conn)?;
+            stored.insert(ty, any);
+        }
+    }
     for chunk in missing.chunks(400) {
         let values: Vec<_> = chunk
             .iter()
@@ -173,7 +184,7 @@ pub fn register(
                 (
                     search_param::res_type.eq(*ty),
                     search_param::name.eq(name),
-                    search_param::indexed.eq(false),
+                    search_param::indexed.eq(!stored[ty]),
                 )
             })
             .collect();
