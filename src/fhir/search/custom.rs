@@ -86,7 +86,7 @@ pub fn definitions(resource: &Value, current: &SearchParams) -> Result<Vec<Param
                     "not-supported",
                     format!("{base} is not a resource type this server stores"),
                 )
-                .at(&format!("base[{i}]")),
+                .at(format!("base[{i}]")),
             );
         } else if let Some(existing) = current.get(base, &code).filter(|p| p.url != url) {
             issues.push(
