@@ -2,6 +2,7 @@
 //! so `/metadata` cannot claim an interaction the server does not route, nor hide one.
 
 mod conditional;
+mod everything;
 mod history;
 mod metadata;
 mod reindex;
@@ -80,6 +81,12 @@ pub const INTERACTIONS: &[Interaction] = &[
     interaction("transaction", Level::System, Method::POST, ""),
     interaction("batch", Level::System, Method::POST, ""),
     interaction("reindex", Level::Operation, Method::POST, "/$reindex"),
+    interaction(
+        "everything",
+        Level::Operation,
+        Method::GET,
+        "/{type}/{id}/$everything",
+    ),
     // Conditional interactions are flags of the CapabilityStatement, not interaction codes.
     interaction(
         "conditional-update",
@@ -121,6 +128,7 @@ const PATHS: &[&str] = &[
     "/{type}/{id}",
     "/{type}/{id}/_history",
     "/{type}/{id}/_history/{vid}",
+    "/{type}/{id}/$everything",
     "/{type}/{id}/{target}",
     "/{type}",
 ];
@@ -147,6 +155,7 @@ fn handler(code: &str, method: &Method) -> Route {
         "conditional-delete" => web::delete().to(conditional::delete),
         "transaction" | "batch" => web::post().to(transaction::process),
         "reindex" => web::post().to(reindex::reindex),
+        "everything" => web::get().to(everything::everything),
         other => unreachable!("interaction {other} has no handler"),
     }
 }
