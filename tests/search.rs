@@ -280,6 +280,16 @@ backend_tests! {
         );
         assert_eq!(set(server, "/Observation?combo-value-quantity:missing=true&code=72133-2"), of(&["o7"]));
         assert_eq!(ids(server, "/Observation?combo-code=29463-7&_sort=-combo-value-quantity"), ["o3", "o1", "o2"]);
+        // A resource matching under both members of a union counts once, and a conditional
+        // delete still sees two matches.
+        let o12 = observation("o12", Some("pB"), "8480-6", json!({"component": [
+            {"code": {"coding": [{"system": LOINC, "code": "8480-6"}]}, "valueQuantity": quantity(110.0, "mm[Hg]")}]}));
+        server.put("/Observation/o12", &o12).ok_json();
+        let both = server.get(&format!("/Observation?combo-code={LOINC}|8480-6&_total=accurate")).ok_json();
+        assert_eq!(both["total"], 2, "{both}");
+        assert_eq!(both["entry"].as_array().unwrap().len(), 2, "{both}");
+        server.delete(&format!("/Observation?combo-code={LOINC}|8480-6")).outcome(412);
+        server.delete("/Observation/o12");
         // UCUM units convert: the same glucose in umol/L, weights in grams.
         let o9 = observation("o9", Some("pC"), "15074-8", json!({"valueQuantity": quantity(5400.0, "umol/L")}));
         server.put("/Observation/o9", &o9).ok_json();
