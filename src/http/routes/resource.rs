@@ -304,13 +304,16 @@ pub async fn create(
         })
         .await??;
         let (status, id, version, last_updated, body) = match created {
-            Created::New(id, stored) => (
-                StatusCode::CREATED,
-                id,
-                stored.version,
-                stored.last_updated,
-                stored.body,
-            ),
+            Created::New(id, stored) => {
+                state.after_write(&res_type, Some(&stored.body));
+                (
+                    StatusCode::CREATED,
+                    id,
+                    stored.version,
+                    stored.last_updated,
+                    stored.body,
+                )
+            }
             Created::Existing {
                 res_id,
                 version,
