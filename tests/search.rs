@@ -695,3 +695,55 @@ fn search_parameters_added_at_run_time_on_sqlite() {
 fn search_parameters_added_at_run_time_on_postgres() {
     search_parameters_added_at_run_time(common::Backend::Postgres);
 }
+
+/// A redefined, retired or re-activated SearchParameter never answers from stale rows.
+fn search_parameters_redefined(backend: common::Backend) {
+    let server = Server::start(backend);
+    server
+        .put("/Patient/b1", &born_in("b1", "Besançon"))
+        .ok_json();
+    server
+        .put(
+            "/SearchParameter/birth-place",
+            &birth_place_parameter("active"),
+        )
+        .ok_json();
+    assert_eq!(server.post("/$reindex", &json!({})).status, 200);
+    assert_eq!(set(&server, "/Patient?birth-place=bes"), of(&["b1"]));
+    // Retired, then a patient written, then active again: pending until reindexed.
+    server
+        .put(
+            "/SearchParameter/birth-place",
+            &birth_place_parameter("retired"),
+        )
+        .ok_json();
+    server.put("/Patient/b2", &born_in("b2", "Besse")).ok_json();
+    server
+        .put(
+            "/SearchParameter/birth-place",
+            &birth_place_parameter("active"),
+        )
+        .ok_json();
+    assert_eq!(server.get("/Patient?birth-place=bes").status, 400);
+    assert_eq!(server.post("/$reindex", &json!({})).status, 200);
+    assert_eq!(set(&server, "/Patient?birth-place=bes"), of(&["b1", "b2"]));
+    // A new expression under the same code: the old rows go, pending until reindexed.
+    let mut by_state = birth_place_parameter("active");
+    by_state["expression"] = json!("Patient.extension.where(url = 'http://hl7.org/fhir/StructureDefinition/patient-birthPlace').value.state");
+    server
+        .put("/SearchParameter/birth-place", &by_state)
+        .ok_json();
+    assert_eq!(server.get("/Patient?birth-place=bes").status, 400);
+    assert_eq!(server.post("/$reindex", &json!({})).status, 200);
+    assert_eq!(set(&server, "/Patient?birth-place=bes"), of(&[]));
+}
+
+#[test]
+fn search_parameters_redefined_on_sqlite() {
+    search_parameters_redefined(common::Backend::Sqlite);
+}
+
+#[test]
+fn search_parameters_redefined_on_postgres() {
+    search_parameters_redefined(common::Backend::Postgres);
+}

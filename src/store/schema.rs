@@ -42,6 +42,7 @@ diesel::table! {
         res_type -> Text,
         name -> Text,
         indexed -> Bool,
+        definition -> Text,
     }
 }
 
