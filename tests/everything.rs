@@ -103,6 +103,8 @@ backend_tests! {
         load(server);
         let observations = all_pages(server, "/Patient/pA/$everything?_type=Observation,Condition");
         assert_eq!(of("match", &observations), set(&["Observation/oA1", "Observation/oA2", "Observation/oA3", "Condition/cA"]));
+        let repeated = all_pages(server, "/Patient/pA/$everything?_type=Observation&_type=Condition");
+        assert_eq!(of("match", &repeated), of("match", &observations));
         std::thread::sleep(std::time::Duration::from_millis(20));
         let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         std::thread::sleep(std::time::Duration::from_millis(20));

@@ -37,6 +37,8 @@ pub async fn everything(
         .collect();
     let mut shown = Vec::new();
     let mut pairs = Vec::new();
+    // Repeated `_type` parameters add up.
+    let mut wanted_types: Option<Vec<String>> = None;
     for (name, value) in Params::parse(&req)?.into_pairs() {
         match name.as_str() {
             "_since" => {
@@ -54,10 +56,16 @@ pub async fn everything(
                         .at("_type"),
                     ));
                 }
-                types.retain(|t| wanted.contains(&t.as_str()));
+                wanted_types
+                    .get_or_insert_with(Vec::new)
+                    .extend(wanted.iter().map(|t| t.to_string()));
                 shown.push((name, value));
             }
-            "_count" | "_cursor" | "_format" => pairs.push((name, value)),
+            "_format" => {
+                shown.push((name.clone(), value.clone()));
+                pairs.push((name, value));
+            }
+            "_count" | "_cursor" => pairs.push((name, value)),
             _ if lenient => {}
             _ => {
                 return Err(ApiError::bad_request(
@@ -72,6 +80,9 @@ pub async fn everything(
                 ))
             }
         }
+    }
+    if let Some(wanted) = wanted_types {
+        types.retain(|t| wanted.contains(t));
     }
     // Everything the page's resources reference comes with them (practitioners,
     // organisations, binaries...), as far as the scope lets the caller see it.
