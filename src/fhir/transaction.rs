@@ -639,7 +639,11 @@ impl References {
 /// Every conditional reference (`Type?criteria`) in `resource`'s `reference` elements, each
 /// once, in document order.
 pub fn conditional_references(resource: &Value) -> Vec<String> {
-    fn walk(value: &Value, out: &mut Vec<String>) {
+    fn walk<'v>(
+        value: &'v Value,
+        seen: &mut std::collections::HashSet<&'v str>,
+        out: &mut Vec<String>,
+    ) {
         match value {
             Value::Object(object) => {
                 for (key, child) in object {
@@ -647,21 +651,21 @@ pub fn conditional_references(resource: &Value) -> Vec<String> {
                         Value::String(text)
                             if key == "reference"
                                 && is_conditional_reference(text)
-                                && !out.contains(text) =>
+                                && seen.insert(text) =>
                         {
                             out.push(text.clone());
                         }
-                        Value::Object(_) | Value::Array(_) => walk(child, out),
+                        Value::Object(_) | Value::Array(_) => walk(child, seen, out),
                         _ => {}
                     }
                 }
             }
-            Value::Array(items) => items.iter().for_each(|item| walk(item, out)),
+            Value::Array(items) => items.iter().for_each(|item| walk(item, seen, out)),
             _ => {}
         }
     }
     let mut out = Vec::new();
-    walk(resource, &mut out);
+    walk(resource, &mut std::collections::HashSet::new(), &mut out);
     out
 }
 

@@ -39,6 +39,10 @@ use crate::store::transaction::{Resolved, Tx};
 use crate::store::{Deletion, Prepared, StoreError, WriteMethod, WriteTarget, Written};
 
 /// `POST [base]`.
+/// Matches (and included resources) of a search entry: a Bundle of many GET entries must not
+/// answer with millions of resources, read while holding the write transaction.
+const MAX_SEARCH_COUNT: u32 = 100;
+
 pub async fn process(
     req: HttpRequest,
     payload: web::Payload,
@@ -428,6 +432,19 @@ fn plan(state: &AppState, entry: Entry, lenient: bool) -> Result<Planned, ApiErr
         Op::Patch { document, .. } => rules::conditional_references(document),
         _ => Vec::new(),
     };
+    if conditional_references.len() > state.max_bundle_entries {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Issue::error(
+                "too-costly",
+                format!(
+                    "{} distinct conditional references in one resource; at most {}",
+                    conditional_references.len(),
+                    state.max_bundle_entries
+                ),
+            ),
+        ));
+    }
     Ok(Planned {
         index: entry.index,
         full_url: entry.full_url,
@@ -486,6 +503,21 @@ fn transaction(
         );
     }
     check_duplicate_criteria(&planned)?;
+    // Each conditional reference is a search inside the transaction: as many as entries.
+    let searches: usize = planned.iter().map(|p| p.conditional_references.len()).sum();
+    if searches > state.max_bundle_entries {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Issue::error(
+                "too-costly",
+                format!(
+                    "the Bundle holds {searches} distinct conditional references; at most {} \
+                     (the entry limit) are resolved in one transaction",
+                    state.max_bundle_entries
+                ),
+            ),
+        ));
+    }
     let methods: Vec<Method> = planned.iter().map(|p| p.method).collect();
     let order = rules::processing_order(&methods);
     let mut references = declared;
@@ -1140,14 +1172,14 @@ fn read(
                 query
                     .count
                     .unwrap_or(super::search::DEFAULT_COUNT)
-                    .min(super::search::MAX_COUNT) as usize
+                    .min(MAX_SEARCH_COUNT) as usize
             };
             let request = SearchRequest {
                 query,
                 compartment: None,
                 count,
                 cursor: None,
-                max_included: super::search::MAX_INCLUDED,
+                max_included: MAX_SEARCH_COUNT as usize,
             };
             let page = tx.search(scope, &request)?;
             let mut entries = Vec::with_capacity(page.matches.len() + page.included.len());
