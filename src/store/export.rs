@@ -530,13 +530,14 @@ impl Store {
         let ids = self.search_ids()?;
         let mut planner = Planner::new(Sql::new(self.backend), &ids, query.scope, now_micros());
         planner.sql.push("SELECT COUNT(*) AS n FROM ");
-        export_context(&mut planner, query)?;
+        export_context(&mut planner, query, None)?;
         let rows: Vec<CountRow> = planner.sql.load(&mut *self.conn()?)?;
         Ok(rows.first().map_or(0, |r| r.n))
     }
 
     /// The next `limit` resources of `query` after key `after`, in key order, with their
-    /// current bodies: one statement.
+    /// current bodies: one statement. The bodies are read by primary key for the page's rows
+    /// only (a scalar subquery), so that no plan joins the whole version table per batch.
     pub fn export_batch(
         &self,
         query: &ExportQuery<'_>,
@@ -545,25 +546,27 @@ impl Store {
     ) -> Result<Vec<ExportRow>, SearchError> {
         let ids = self.search_ids()?;
         let mut planner = Planner::new(Sql::new(self.backend), &ids, query.scope, now_micros());
-        planner
-            .sql
-            .push("SELECT k.res_key AS res_key, v.body AS body FROM (SELECT r.res_key AS res_key, r.version AS version FROM ");
-        let key = export_context(&mut planner, query)?;
-        planner.sql.push(&format!(" AND {key} > ")).bind_int(after);
-        planner
-            .sql
-            .push(&format!(" ORDER BY {key} LIMIT {}) k", limit.max(1)));
         planner.sql.push(
-            " JOIN resource_version v ON v.res_key = k.res_key AND v.version = k.version \
-             ORDER BY k.res_key",
+            "SELECT k.res_key AS res_key, (SELECT v.body FROM resource_version v \
+             WHERE v.res_key = k.res_key AND v.version = k.version) AS body \
+             FROM (SELECT r.res_key AS res_key, r.version AS version FROM ",
         );
+        let key = export_context(&mut planner, query, Some(after))?;
+        planner
+            .sql
+            .push(&format!(" ORDER BY {key} LIMIT {}) k ORDER BY k.res_key", limit.max(1)));
         Ok(planner.sql.load(&mut *self.conn()?)?)
     }
 }
 
 /// `resource r ... WHERE ...`: the live resources of the query's type that the scope, level,
-/// time window and filters admit. Returns the key column to order by.
-fn export_context(planner: &mut Planner<'_>, query: &ExportQuery<'_>) -> Result<String, PlanError> {
+/// time window and filters admit, after key `after` when given. Returns the key column to
+/// order by.
+fn export_context(
+    planner: &mut Planner<'_>,
+    query: &ExportQuery<'_>,
+    after: Option<i64>,
+) -> Result<String, PlanError> {
     let types = vec![query.res_type.to_string()];
     let key = match query.filters {
         // One filter drives the statement itself, so that a selective index leads.
@@ -595,19 +598,33 @@ fn export_context(planner: &mut Planner<'_>, query: &ExportQuery<'_>) -> Result<
     if let Some(since) = query.since {
         planner.sql.push(" AND r.last_updated > ").bind_int(since);
     }
+    if let Some(after) = after {
+        planner.sql.push(&format!(" AND {key} > ")).bind_int(after);
+    }
+    // The keyset condition is repeated inside the compartment conditions, so that their scans
+    // start at the batch too (PostgreSQL turns them into merge joins from the first key).
+    let after_in = |planner: &mut Planner<'_>| {
+        if let Some(after) = after {
+            planner.sql.push(" AND c.res_key > ").bind_int(after);
+        }
+    };
     match query.level {
         ExportLevel::System => {}
         ExportLevel::Patient => {
             planner.sql.push(
-                " AND EXISTS (SELECT 1 FROM resource_compartment c WHERE c.res_key = r.res_key)",
+                " AND EXISTS (SELECT 1 FROM resource_compartment c WHERE c.res_key = r.res_key",
             );
+            after_in(planner);
+            planner.sql.push(")");
         }
         ExportLevel::Group => {
             planner.sql.push(
                 " AND r.res_key IN (SELECT c.res_key FROM resource_compartment c \
                  JOIN export_patient p ON p.patient = c.patient WHERE p.job_id = ",
             );
-            planner.sql.bind_text(query.job_id).push(")");
+            planner.sql.bind_text(query.job_id);
+            after_in(planner);
+            planner.sql.push(")");
         }
     }
     Ok(key)
