@@ -523,6 +523,19 @@ export_tests! {
         server.get(&format!("{job_base}/Observation-1.ndjson")).outcome(404);
     }
 
+    fn the_capability_statement_declares_the_operations(backend: Backend) {
+        let e = Exporting::start(backend, &[]);
+        let cs = e.server().get("/metadata").ok_json();
+        let bulk = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/";
+        assert_eq!(cs["instantiates"], json!(["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]));
+        assert_eq!(cs["rest"][0]["operation"], json!([{"name": "export", "definition": format!("{bulk}export")}]));
+        let resources = cs["rest"][0]["resource"].as_array().unwrap();
+        let of = |t: &str| resources.iter().find(|r| r["type"] == t).unwrap()["operation"].clone();
+        assert_eq!(of("Patient"), json!([{"name": "export", "definition": format!("{bulk}patient-export")}]));
+        assert_eq!(of("Group"), json!([{"name": "export", "definition": format!("{bulk}group-export")}]));
+        assert_eq!(of("Observation"), Value::Null);
+    }
+
     fn bad_kickoffs_are_refused_and_create_no_job(backend: Backend) {
         let e = Exporting::start(backend, &[]);
         let server = e.server();
@@ -559,6 +572,12 @@ export_tests! {
             .header("Prefer", "respond-async")
             .json(&json!({"resourceType": "Parameters", "parameter": [{"name": "_type", "valueString": "Nope"}]}))
             .outcome(400);
+        server
+            .request("POST", "/$export")
+            .header("Prefer", "respond-async")
+            .header("Content-Type", "text/plain")
+            .body(b"_type=Patient")
+            .outcome(415);
         server.get("/$export-status/nope").outcome(404);
         server.get("/$export-file/nope/Patient-1.ndjson").outcome(404);
         assert_eq!(e.job_count(), 0);

@@ -552,9 +552,10 @@ impl Store {
              FROM (SELECT r.res_key AS res_key, r.version AS version FROM ",
         );
         let key = export_context(&mut planner, query, Some(after))?;
-        planner
-            .sql
-            .push(&format!(" ORDER BY {key} LIMIT {}) k ORDER BY k.res_key", limit.max(1)));
+        planner.sql.push(&format!(
+            " ORDER BY {key} LIMIT {}) k ORDER BY k.res_key",
+            limit.max(1)
+        ));
         Ok(planner.sql.load(&mut *self.conn()?)?)
     }
 }

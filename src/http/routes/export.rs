@@ -22,7 +22,7 @@ use crate::fhir::instant::{format_instant, parse_instant};
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::served;
 use crate::http::error::ApiError;
-use crate::http::negotiate::{reply_format, FHIR_JSON, PLAIN_JSON};
+use crate::http::negotiate::{body_kind, reply_format, unsupported, Body, FHIR_JSON, PLAIN_JSON};
 use crate::http::request::{prefer, read_body, Params};
 use crate::http::AppState;
 use crate::store::export::{ExportJob, ExportLevel, ExportStatus, NewExportJob};
@@ -170,6 +170,11 @@ async fn kickoff(
     pairs.retain(|(k, _)| !matches!(k.as_str(), "_format" | "_pretty"));
     if req.method() == actix_web::http::Method::POST {
         let body = read_body(&req, payload, state.max_body_bytes).await?;
+        if !body.iter().all(u8::is_ascii_whitespace) && body_kind(&req)? != Body::FhirJson {
+            return Err(unsupported(
+                "a POST kick-off takes a Parameters resource as FHIR JSON",
+            ));
+        }
         pairs.extend(body_parameters(&body)?);
     }
     if !respond_async(&req) {
