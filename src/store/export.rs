@@ -1,7 +1,7 @@
 //! Bulk export: the persisted jobs (`export_job`, `export_progress`, `export_file`,
-//! `export_patient`) and the
-//! reading queries that stream a type's current resources in key order, one statement per
-//! batch, under the job's access scope. The worker that drives them is `crate::export`.
+//! `export_patient`) and the reading queries that stream a type's current resources in key
+//! order, one statement per batch, under the job's access scope. The worker that drives them
+//! is `crate::export`.
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
