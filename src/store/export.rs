@@ -416,6 +416,12 @@ impl Store {
         match self.backend {
             Backend::Sqlite => Ok(Some(ExportLock { conn: None, key })),
             Backend::Postgres => {
+                // The lock holds a connection for the whole job; the batches need another.
+                if self.pool.max_size() < 2 {
+                    return Err(StoreError::Config(
+                        "bulk export on PostgreSQL needs --pool-size 2 or more".into(),
+                    ));
+                }
                 #[derive(QueryableByName)]
                 struct Locked {
                     #[diesel(sql_type = diesel::sql_types::Bool)]
