@@ -28,6 +28,22 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The most entries a transaction or batch Bundle may hold.
     pub max_bundle_entries: usize,
+    /// Bulk export: the worker's handle and settings.
+    pub export: crate::export::Exporter,
+}
+
+impl crate::export::Source for AppState {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn search_params(&self) -> std::sync::Arc<crate::fhir::search::SearchParams> {
+        self.search.current()
+    }
+
+    fn base_url(&self) -> &str {
+        &self.base_url
+    }
 }
 
 impl AppState {

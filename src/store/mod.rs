@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod conditional;
+pub mod export;
 mod group_commit;
 mod history;
 mod resources;

@@ -3,6 +3,7 @@
 
 mod conditional;
 mod everything;
+mod export;
 mod history;
 mod metadata;
 mod reindex;
@@ -87,6 +88,51 @@ pub const INTERACTIONS: &[Interaction] = &[
         Method::GET,
         "/{type}/{id}/$everything",
     ),
+    // Bulk export (docs/bulk-export.md): kick-off at three levels, then status and files.
+    interaction("export", Level::Operation, Method::GET, "/$export"),
+    interaction("export", Level::Operation, Method::POST, "/$export"),
+    interaction(
+        "patient-export",
+        Level::Operation,
+        Method::GET,
+        "/Patient/$export",
+    ),
+    interaction(
+        "patient-export",
+        Level::Operation,
+        Method::POST,
+        "/Patient/$export",
+    ),
+    interaction(
+        "group-export",
+        Level::Operation,
+        Method::GET,
+        "/Group/{id}/$export",
+    ),
+    interaction(
+        "group-export",
+        Level::Operation,
+        Method::POST,
+        "/Group/{id}/$export",
+    ),
+    interaction(
+        "export-status",
+        Level::Operation,
+        Method::GET,
+        "/$export-status/{job}",
+    ),
+    interaction(
+        "export-cancel",
+        Level::Operation,
+        Method::DELETE,
+        "/$export-status/{job}",
+    ),
+    interaction(
+        "export-file",
+        Level::Operation,
+        Method::GET,
+        "/$export-file/{job}/{file}",
+    ),
     // Conditional interactions are flags of the CapabilityStatement, not interaction codes.
     interaction(
         "conditional-update",
@@ -123,6 +169,11 @@ const PATHS: &[&str] = &[
     "/_history",
     "/_search",
     "/$reindex",
+    "/$export",
+    "/$export-status/{job}",
+    "/$export-file/{job}/{file}",
+    "/Patient/$export",
+    "/Group/{id}/$export",
     "/{type}/_history",
     "/{type}/_search",
     "/{type}/{id}",
@@ -156,6 +207,12 @@ fn handler(code: &str, method: &Method) -> Route {
         "transaction" | "batch" => web::post().to(transaction::process),
         "reindex" => web::post().to(reindex::reindex),
         "everything" => web::get().to(everything::everything),
+        "export" => web::method(method.clone()).to(export::kickoff_system),
+        "patient-export" => web::method(method.clone()).to(export::kickoff_patient),
+        "group-export" => web::method(method.clone()).to(export::kickoff_group),
+        "export-status" => web::get().to(export::status),
+        "export-cancel" => web::delete().to(export::cancel),
+        "export-file" => web::get().to(export::file),
         other => unreachable!("interaction {other} has no handler"),
     }
 }
