@@ -9,8 +9,9 @@ use actix_web::{web, App, HttpServer};
 
 use crate::config::ServeConfig;
 use crate::fhir::definitions;
-use crate::http::search_params::SearchRegistry;
 use crate::http::{self, AppState};
+use crate::interaction::search_params::SearchRegistry;
+use crate::interaction::Services;
 use crate::store::{Backend, DatabaseUrl, Store};
 
 /// A server that is bound and about to serve.
@@ -48,12 +49,14 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
             .map_err(|e| format!("reindexing failed: {e}"))?;
     }
     let state = web::Data::new(AppState {
-        store,
-        search,
-        definitions,
-        base_url: base_url.clone(),
+        services: Services {
+            store,
+            search,
+            definitions,
+            base_url: base_url.clone(),
+            max_bundle_entries: config.max_bundle_entries,
+        },
         max_body_bytes: config.max_body_size,
-        max_bundle_entries: config.max_bundle_entries,
     });
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let workers = config.workers.unwrap_or(match url.backend() {

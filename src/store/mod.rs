@@ -6,6 +6,7 @@ pub mod backend;
 pub mod conditional;
 mod group_commit;
 mod history;
+pub mod import_progress;
 mod resources;
 mod schema;
 pub mod search;

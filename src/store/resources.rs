@@ -485,6 +485,7 @@ pub(super) fn create_many_in<E>(
     conn: &mut DbConnection,
     scope: &AccessScope,
     targets: &[(&str, &str)],
+    method: WriteMethod,
     prepare: &mut dyn FnMut(usize, i64, i64) -> Result<Prepared, E>,
 ) -> Result<Vec<Written>, (Option<usize>, WriteError<E>)> {
     let now = now_micros();
@@ -505,7 +506,7 @@ pub(super) fn create_many_in<E>(
         };
         (None, WriteError::Store(error))
     };
-    conn.transaction(|conn| insert_new(conn, targets, &prepared, now))
+    conn.transaction(|conn| insert_new(conn, targets, &prepared, now, method))
         .map_err(store_error)?;
     Ok(prepared
         .into_iter()
@@ -523,6 +524,7 @@ fn insert_new(
     targets: &[(&str, &str)],
     prepared: &[Prepared],
     now: i64,
+    method: WriteMethod,
 ) -> Result<(), DieselError> {
     let mut keys: std::collections::HashMap<(String, String), i64> =
         std::collections::HashMap::with_capacity(targets.len());
@@ -576,7 +578,7 @@ fn insert_new(
                     resource_version::res_type.eq(ty),
                     resource_version::res_id.eq(id),
                     resource_version::last_updated.eq(now),
-                    resource_version::method.eq("POST"),
+                    resource_version::method.eq(method.as_str()),
                     resource_version::body.eq(Some(prepared[i].body.as_str())),
                 )
             })
@@ -742,4 +744,24 @@ pub(super) fn version_columns() -> (
         resource_version::method,
         resource_version::body,
     )
+}
+
+/// Which of `targets` (`(type, id)`) have a row (live or deleted), in one query per chunk.
+pub(super) fn existing_in(
+    conn: &mut DbConnection,
+    targets: &[(&str, &str)],
+) -> Result<std::collections::HashSet<(String, String)>, StoreError> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in targets.chunks(CREATES_PER_INSERT) {
+        let ids: Vec<&str> = chunk.iter().map(|(_, id)| *id).collect();
+        let rows: Vec<(String, String)> = on_backend!(conn, c => resource::table
+            .filter(resource::res_id.eq_any(&ids))
+            .select((resource::res_type, resource::res_id))
+            .load(c))?;
+        found.extend(
+            rows.into_iter()
+                .filter(|(ty, id)| chunk.iter().any(|(t, i)| t == ty && i == id)),
+        );
+    }
+    Ok(found)
 }

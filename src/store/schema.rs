@@ -126,3 +126,15 @@ diesel::table! {
         key -> Binary,
     }
 }
+
+diesel::table! {
+    import_progress (source) {
+        source -> Text,
+        size -> BigInt,
+        modified -> BigInt,
+        committed_bytes -> BigInt,
+        committed_lines -> BigInt,
+        done -> Bool,
+        updated -> BigInt,
+    }
+}

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::fhir::instant::parse_instant;
 use crate::fhir::outcome::Issue;
-use crate::http::bundle::history_bundle;
+use crate::interaction::bundle::history_bundle;
 use crate::http::error::ApiError;
 use crate::http::negotiate::reply_format;
 use crate::http::request::Params;
