@@ -223,7 +223,7 @@ fn an_interrupted_import_resumes_without_duplicates() {
             &[("CARNET_IMPORT_STOP_AFTER_BATCHES", "4")],
         );
         assert_eq!(first.status.code(), Some(75), "{}", text(&first));
-        let second = import(&db, &args, &[("CARNET_IMPORT_STOP_AFTER_BATCHES", "7")]);
+        let second = import(&db, &args, &[("CARNET_IMPORT_STOP_AFTER_BATCHES", "3")]);
         assert_eq!(second.status.code(), Some(75), "{}", text(&second));
         let third = import(&db, &args, &[]);
         assert_eq!(third.status.code(), Some(0), "{}", text(&third));
