@@ -48,7 +48,9 @@ fn total(server: &Server, query: &str) -> i64 {
     let bundle = server
         .get(&format!("/{query}{sep}_total=accurate&_count=0"))
         .ok_json();
-    bundle["total"].as_i64().unwrap_or_else(|| panic!("no total: {bundle}"))
+    bundle["total"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no total: {bundle}"))
 }
 
 fn patient(id: &str, family: &str) -> String {
@@ -112,7 +114,8 @@ fn ndjson_bundles_and_directories_load_and_rejects_are_reported() {
                 patient("p2", "Bernard"),
                 observation(Some("o1"), "Patient/p1", "72.5"),
                 // Line 4: an invalid date.
-                json!({"resourceType": "Patient", "id": "bad", "birthDate": "1980-13-45"}).to_string(),
+                json!({"resourceType": "Patient", "id": "bad", "birthDate": "1980-13-45"})
+                    .to_string(),
                 // Line 5: not JSON.
                 "{\"resourceType\": \"Patient\", ".to_string(),
                 String::new(),
@@ -133,7 +136,11 @@ fn ndjson_bundles_and_directories_load_and_rejects_are_reported() {
         let rejects = dir.join("rejects.ndjson");
         let out = import(
             &db,
-            &["--rejects", rejects.to_str().unwrap(), dir.to_str().unwrap()],
+            &[
+                "--rejects",
+                rejects.to_str().unwrap(),
+                dir.to_str().unwrap(),
+            ],
             &[],
         );
         let report = text(&out);
@@ -172,23 +179,41 @@ fn ndjson_bundles_and_directories_load_and_rejects_are_reported() {
         assert_eq!(total(&server, "Patient?family=martin"), 1);
         assert_eq!(total(&server, "Observation?subject=Patient/p1"), 2);
         // Decimals keep their text.
-        let o = server.get("/Observation?subject=Patient/p1&value-quantity=73.1").ok_json();
-        assert!(o["entry"][0]["resource"].to_string().contains("73.10"), "{o}");
+        let o = server
+            .get("/Observation?subject=Patient/p1&value-quantity=73.1")
+            .ok_json();
+        assert!(
+            o["entry"][0]["resource"].to_string().contains("73.10"),
+            "{o}"
+        );
         // The Bundle's urn:uuid references point at the created Patient; the Encounter,
         // not served, was left out and its reference kept as Encounter/id.
         let found = server.get("/Patient?family=Urnuuid").ok_json();
-        let id = found["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+        let id = found["entry"][0]["resource"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let obs = server
             .get(&format!("/Observation?subject=Patient/{id}"))
             .ok_json();
-        assert_eq!(obs["total"].as_i64().or(Some(obs["entry"].as_array().unwrap().len() as i64)), Some(1), "{obs}");
+        assert_eq!(
+            obs["total"]
+                .as_i64()
+                .or(Some(obs["entry"].as_array().unwrap().len() as i64)),
+            Some(1),
+            "{obs}"
+        );
         let encounter = obs["entry"][0]["resource"]["encounter"]["reference"]
             .as_str()
             .unwrap();
         assert!(encounter.starts_with("Encounter/"), "{encounter}");
         // The compartment was computed: the Observation is in the Patient's.
         let everything = server.get(&format!("/Patient/{id}/Observation")).ok_json();
-        assert_eq!(everything["entry"].as_array().unwrap().len(), 1, "{everything}");
+        assert_eq!(
+            everything["entry"].as_array().unwrap().len(),
+            1,
+            "{everything}"
+        );
         assert_eq!(server.get("/Practitioner/dr1").status, 200);
         // Written as PUT: history says so.
         let history = server.get("/Patient/p1/_history").ok_json();
@@ -209,7 +234,11 @@ fn an_interrupted_import_resumes_without_duplicates() {
             .map(|i| observation(None, "Patient/p1", &format!("{}.5", 60 + i)))
             .collect();
         write_ndjson(&dir.join("1.ndjson"), &lines);
-        std::fs::write(dir.join("2.json"), transaction_bundle("Resumed").to_string()).unwrap();
+        std::fs::write(
+            dir.join("2.json"),
+            transaction_bundle("Resumed").to_string(),
+        )
+        .unwrap();
         write_ndjson(
             &dir.join("3.ndjson"),
             &(0..20)
@@ -217,11 +246,7 @@ fn an_interrupted_import_resumes_without_duplicates() {
                 .collect::<Vec<_>>(),
         );
         let args = ["--batch-size", "10", dir.to_str().unwrap()];
-        let first = import(
-            &db,
-            &args,
-            &[("CARNET_IMPORT_STOP_AFTER_BATCHES", "4")],
-        );
+        let first = import(&db, &args, &[("CARNET_IMPORT_STOP_AFTER_BATCHES", "4")]);
         assert_eq!(first.status.code(), Some(75), "{}", text(&first));
         let second = import(&db, &args, &[("CARNET_IMPORT_STOP_AFTER_BATCHES", "3")]);
         assert_eq!(second.status.code(), Some(75), "{}", text(&second));
@@ -238,7 +263,10 @@ fn an_interrupted_import_resumes_without_duplicates() {
         // History: one version each, nothing written twice.
         let versions = server.all_versions();
         assert_eq!(versions.len(), 95 + 20 + 2, "{versions:?}");
-        assert!(versions.iter().all(|v| v.ends_with("@W/\"1\"")), "{versions:?}");
+        assert!(
+            versions.iter().all(|v| v.ends_with("@W/\"1\"")),
+            "{versions:?}"
+        );
         drop(server);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -250,11 +278,17 @@ fn ndjson_ids_are_updates_on_a_changed_file() {
         let db = TestDatabase::new(backend);
         let dir = temp_dir();
         let file = dir.join("p.ndjson");
-        write_ndjson(&file, &[patient("same", "First"), patient("same", "Second")]);
+        write_ndjson(
+            &file,
+            &[patient("same", "First"), patient("same", "Second")],
+        );
         let out = import(&db, &[file.to_str().unwrap()], &[]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         // The file changes: loaded again, PUT at the same ids.
-        write_ndjson(&file, &[patient("same", "Third"), patient("other", "Fourth")]);
+        write_ndjson(
+            &file,
+            &[patient("same", "Third"), patient("other", "Fourth")],
+        );
         let out = import(&db, &[file.to_str().unwrap()], &[]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let server = Server::start_on(db, &[], &[]);
@@ -297,7 +331,10 @@ fn synthea_output_imports_without_rejects() {
         let out = import(&db, &[dir.to_str().unwrap()], &[]);
         let report = text(&out);
         assert_eq!(out.status.code(), Some(0), "{report}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains(" 0 rejected"), "{report}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(" 0 rejected"),
+            "{report}"
+        );
         let server = Server::start_on(db, &[], &[]);
         assert!(total(&server, "Patient") >= 3);
         assert!(total(&server, "Observation") > 100);

@@ -61,7 +61,11 @@ impl fmt::Display for Summary {
             )?;
         }
         if !self.skipped.is_empty() {
-            let list: Vec<String> = self.skipped.iter().map(|(t, n)| format!("{t} {n}")).collect();
+            let list: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(t, n)| format!("{t} {n}"))
+                .collect();
             writeln!(f, "not served, left out: {}", list.join(", "))?;
         }
         if self.rejected > 0 {

@@ -75,7 +75,11 @@ pub fn run(services: &Services, options: &ImportOptions) -> Result<Summary, Stri
             start_bytes: 0,
             start_lines: 0,
         };
-        match services.store.import_progress(&source.key).map_err(|e| e.to_string())? {
+        match services
+            .store
+            .import_progress(&source.key)
+            .map_err(|e| e.to_string())?
+        {
             Some(p) if p.size == size as i64 && p.modified == modified => {
                 if p.done {
                     summary.files_already_done += 1;
@@ -143,7 +147,8 @@ pub fn run(services: &Services, options: &ImportOptions) -> Result<Summary, Stri
     });
     display.finish();
     if let Some(file) = &mut rejects_file {
-        file.flush().map_err(|e| format!("writing the rejects file: {e}"))?;
+        file.flush()
+            .map_err(|e| format!("writing the rejects file: {e}"))?;
     }
     summary.elapsed = started.elapsed();
     result.map(|()| summary)
@@ -345,7 +350,8 @@ fn account(
                 }
                 (Ok(_), Outcome::Bundle(Ok(responses))) => {
                     for (i, r) in responses.iter().enumerate() {
-                        let status: u16 = r.status.get(..3).and_then(|s| s.parse().ok()).unwrap_or(0);
+                        let status: u16 =
+                            r.status.get(..3).and_then(|s| s.parse().ok()).unwrap_or(0);
                         if status < 400 {
                             summary.written += 1;
                             continue;
@@ -389,10 +395,12 @@ fn account(
             writeln!(file, "{outcome}").map_err(|e| format!("writing the rejects file: {e}"))?;
         }
         if summary.reject_lines.len() < display::REJECTS_SHOWN {
-            summary.reject_lines.extend(issues.into_iter().map(|i| match i.expression {
-                Some(e) => format!("{} (at {e})", i.diagnostics),
-                None => i.diagnostics,
-            }));
+            summary
+                .reject_lines
+                .extend(issues.into_iter().map(|i| match i.expression {
+                    Some(e) => format!("{} (at {e})", i.diagnostics),
+                    None => i.diagnostics,
+                }));
         }
     }
     Ok(())
@@ -403,4 +411,3 @@ fn merge(into: &mut BTreeMap<String, u64>, from: BTreeMap<String, u64>) {
         *into.entry(k).or_default() += v;
     }
 }
-

@@ -225,7 +225,10 @@ fn one_value(
     skipped: &mut BTreeMap<String, u64>,
 ) -> Result<Option<PreparedWrite>, ApiError> {
     let ty = resource["resourceType"].as_str().unwrap_or_default();
-    if !ty.is_empty() && !served::is_served(ty) && crate::fhir::definitions::r4().is_resource_type(ty) {
+    if !ty.is_empty()
+        && !served::is_served(ty)
+        && crate::fhir::definitions::r4().is_resource_type(ty)
+    {
         *skipped.entry(ty.to_string()).or_default() += 1;
         return Ok(None);
     }
@@ -312,9 +315,7 @@ fn bundle_for_import(
             {
                 *skipped.entry(ty.clone()).or_default() += 1;
                 if let Some(url) = entry.get("fullUrl").and_then(Value::as_str) {
-                    let id = id.or_else(|| {
-                        url.rsplit([':', '/']).next().map(str::to_string)
-                    });
+                    let id = id.or_else(|| url.rsplit([':', '/']).next().map(str::to_string));
                     if let Some(id) = id {
                         aliases.push((url.to_string(), format!("{ty}/{id}")));
                     }

@@ -96,7 +96,8 @@ pub fn write_many(
             updates.push(i);
         }
     }
-    let mut results: Vec<Option<Result<Written, ApiError>>> = (0..items.len()).map(|_| None).collect();
+    let mut results: Vec<Option<Result<Written, ApiError>>> =
+        (0..items.len()).map(|_| None).collect();
     for method in [WriteMethod::Post, WriteMethod::Put] {
         let group: Vec<usize> = fresh
             .iter()
@@ -122,7 +123,10 @@ pub fn write_many(
         let result = tx.savepoint(|tx| write_one(tx, scope, w));
         results[i] = Some(result);
     }
-    Ok(results.into_iter().map(|r| r.unwrap_or_else(|| Err(ApiError::internal("not written")))).collect())
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(ApiError::internal("not written"))))
+        .collect())
 }
 
 fn create_group(
@@ -153,7 +157,11 @@ fn create_group(
     created.map_err(|(_, e)| write_error(e))
 }
 
-fn write_one(tx: &mut Tx<'_>, scope: &AccessScope, w: &mut PreparedWrite) -> Result<Written, ApiError> {
+fn write_one(
+    tx: &mut Tx<'_>,
+    scope: &AccessScope,
+    w: &mut PreparedWrite,
+) -> Result<Written, ApiError> {
     let target = WriteTarget {
         res_type: &w.res_type,
         res_id: &w.res_id,
@@ -162,7 +170,12 @@ fn write_one(tx: &mut Tx<'_>, scope: &AccessScope, w: &mut PreparedWrite) -> Res
         must_be_new: w.method == WriteMethod::Post,
         needs_current_body: false,
     };
-    let mut prepare = stamper(&mut w.resource, &w.res_id, w.patients.clone(), w.index.clone());
+    let mut prepare = stamper(
+        &mut w.resource,
+        &w.res_id,
+        w.patients.clone(),
+        w.index.clone(),
+    );
     tx.write(scope, &target, &mut prepare)
         .map_err(|e: WriteError<ApiError>| write_error(e))
 }

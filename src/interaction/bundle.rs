@@ -5,7 +5,6 @@ use crate::fhir::instant::format_instant;
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::store::Version;
 
-
 /// How much of the written resource to send back (`Prefer: return=...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Return {

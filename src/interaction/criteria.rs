@@ -139,4 +139,3 @@ pub fn query_error(e: QueryError) -> ApiError {
     };
     ApiError::bad_request(Issue::error(code, e.message).at(e.param))
 }
-

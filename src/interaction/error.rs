@@ -119,4 +119,3 @@ impl From<SearchError> for ApiError {
         }
     }
 }
-

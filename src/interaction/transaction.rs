@@ -1193,10 +1193,7 @@ fn read(
             let count = if query.summary == Summary::Count {
                 0
             } else {
-                query
-                    .count
-                    .unwrap_or(DEFAULT_COUNT)
-                    .min(MAX_COUNT) as usize
+                query.count.unwrap_or(DEFAULT_COUNT).min(MAX_COUNT) as usize
             };
             let request = SearchRequest {
                 query,

@@ -123,7 +123,8 @@ pub fn derive(
     res_id: &str,
 ) -> Result<(Vec<String>, Arc<IndexRows>), ApiError> {
     meta::set_id(resource, res_id);
-    let patients = compartment::patient_compartments(services.definitions, resource, &services.base_url);
+    let patients =
+        compartment::patient_compartments(services.definitions, resource, &services.base_url);
     let index = Arc::new(index_rows(services, resource)?);
     Ok((patients, index))
 }
@@ -231,4 +232,3 @@ pub fn patch_preparer<'a>(
         })
     }
 }
-

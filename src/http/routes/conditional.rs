@@ -13,11 +13,11 @@ use super::resource::{
 };
 use crate::access::AccessScope;
 use crate::fhir::search::query::SearchQuery;
-use crate::interaction::criteria::{parse_criteria, several, update_target};
 use crate::http::error::ApiError;
 use crate::http::negotiate::reply_format;
 use crate::http::request::{prefer, version_header};
 use crate::http::AppState;
+use crate::interaction::criteria::{parse_criteria, several, update_target};
 use crate::store::conditional::{ConditionalError, Resolved};
 use crate::store::{Deletion, WriteMethod, WriteTarget, Written};
 

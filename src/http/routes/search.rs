@@ -11,12 +11,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::fhir::outcome::Issue;
 use crate::fhir::search::query::{self, SearchQuery, Summary};
 use crate::fhir::served;
-use crate::interaction::bundle::{search_bundle, SearchEntry};
-use crate::interaction::criteria::{query_error, shape, DEFAULT_COUNT, MAX_COUNT, MAX_INCLUDED};
 use crate::http::error::ApiError;
 use crate::http::negotiate::reply_format;
 use crate::http::request::{prefer, read_body, Params};
 use crate::http::AppState;
+use crate::interaction::bundle::{search_bundle, SearchEntry};
+use crate::interaction::criteria::{query_error, shape, DEFAULT_COUNT, MAX_COUNT, MAX_INCLUDED};
 use crate::store::search::cursor::SearchCursor;
 use crate::store::search::{SearchPage, SearchRequest};
 
