@@ -344,3 +344,63 @@ fn synthea_output_imports_without_rejects() {
         assert!(total(&server, &format!("Observation?subject=Patient/{id}")) > 0);
     }
 }
+
+/// Java Synthea's layout: patients' Bundles refer to Organizations by conditional reference,
+/// and the Bundle creating them (`ifNoneExist`) sorts after them. Bundles whose conditional
+/// references match nothing run again once the rest is loaded.
+#[test]
+fn conditional_references_to_later_files_resolve() {
+    for backend in BACKENDS {
+        let db = TestDatabase::new(backend);
+        let dir = temp_dir();
+        let patient = json!({
+            "resourceType": "Bundle", "type": "transaction",
+            "entry": [{
+                "fullUrl": "urn:uuid:4b2c7a4e-8d3f-4a61-9a55-0c7f1e6b2d11",
+                "resource": {"resourceType": "Patient", "name": [{"family": "Later"}],
+                             "managingOrganization": {"reference": "Organization?identifier=https://github.com/synthetichealth/synthea|org-1"}},
+                "request": {"method": "POST", "url": "Patient"}
+            }]
+        });
+        let organizations = json!({
+            "resourceType": "Bundle", "type": "transaction",
+            "entry": [{
+                "fullUrl": "urn:uuid:9f0a4c55-1d2e-4b3c-8a7d-2e5f6a7b8c9d",
+                "resource": {"resourceType": "Organization", "name": "Hospital",
+                             "identifier": [{"system": "https://github.com/synthetichealth/synthea", "value": "org-1"}]},
+                "request": {"method": "POST", "url": "Organization",
+                            "ifNoneExist": "identifier=https://github.com/synthetichealth/synthea|org-1"}
+            }]
+        });
+        std::fs::write(dir.join("Abe_Patient.json"), patient.to_string()).unwrap();
+        std::fs::write(
+            dir.join("hospitalInformation1.json"),
+            organizations.to_string(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("hospitalInformation2.json"),
+            organizations.to_string(),
+        )
+        .unwrap();
+        let out = import(&db, &[dir.to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let server = Server::start_on(db, &[], &[]);
+        // ifNoneExist: one Organization for two files.
+        assert_eq!(total(&server, "Organization"), 1);
+        let org = server.get("/Organization").ok_json();
+        let org_id = org["entry"][0]["resource"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            total(
+                &server,
+                &format!("Patient?organization=Organization/{org_id}")
+            ),
+            1
+        );
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -122,29 +122,52 @@ pub fn run(services: &Services, options: &ImportOptions) -> Result<Summary, Stri
     let batch_size = options.batch_size.max(1);
     // Small units keep the writer busy while the reader prepares the next ones.
     let chunk = batch_size.clamp(1, 500);
-    let (sender, receiver) = mpsc::sync_channel::<Unit>(8);
-    let result = std::thread::scope(|scope| {
-        let reader = scope.spawn(|| {
-            let sender = sender;
-            source::read_all(services, &context, &sources, chunk, &sender)
+    let mut batches = 0u64;
+    let mut round: Vec<Source> = sources;
+    let mut last_round = false;
+    let result = loop {
+        let (sender, receiver) = mpsc::sync_channel::<Unit>(8);
+        let result = std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let sender = sender;
+                source::read_all(services, &context, &round, chunk, &sender)
+            });
+            let written = write_all(
+                services,
+                &context,
+                &round,
+                &receiver,
+                Limits {
+                    batch_size,
+                    stop_after,
+                    last_round,
+                },
+                &mut batches,
+                &mut summary,
+                &mut display,
+                &mut rejects_file,
+            );
+            drop(receiver);
+            let read = reader
+                .join()
+                .unwrap_or_else(|_| Err("the reading thread panicked".into()));
+            written.and_then(|deferred| read.map(|()| deferred))
         });
-        let written = write_all(
-            services,
-            &context,
-            &sources,
-            &receiver,
-            batch_size,
-            stop_after,
-            &mut summary,
-            &mut display,
-            &mut rejects_file,
-        );
-        drop(receiver);
-        let read = reader
-            .join()
-            .unwrap_or_else(|_| Err("the reading thread panicked".into()));
-        written.and(read)
-    });
+        match result {
+            // Bundles whose conditional references matched nothing run again once the rest
+            // is loaded: the resources they refer to may come from files read after them.
+            Ok(deferred) if !deferred.is_empty() && !last_round => {
+                log::info!(
+                    "{} Bundle(s) with unresolved conditional references: running them again",
+                    deferred.len()
+                );
+                round = deferred.into_iter().map(|i| round[i].clone()).collect();
+                last_round = true;
+            }
+            Ok(_) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
     display.finish();
     if let Some(file) = &mut rejects_file {
         file.flush()
@@ -161,12 +184,18 @@ fn write_all(
     context: &Context,
     sources: &[Source],
     receiver: &mpsc::Receiver<Unit>,
-    batch_size: usize,
-    stop_after: Option<u64>,
+    limits: Limits,
+    batches: &mut u64,
     summary: &mut Summary,
     display: &mut display::Display,
     rejects_file: &mut Option<std::io::BufWriter<std::fs::File>>,
-) -> Result<(), String> {
+) -> Result<Vec<usize>, String> {
+    let Limits {
+        batch_size,
+        stop_after,
+        last_round,
+    } = limits;
+    let mut deferred: Vec<usize> = Vec::new();
     let mut progress: Vec<ImportProgress> = sources
         .iter()
         .map(|s| ImportProgress {
@@ -179,11 +208,10 @@ fn write_all(
             updated: 0,
         })
         .collect();
-    let mut batches = 0u64;
     loop {
         // Gather one transaction's worth of units.
         let Ok(first) = receiver.recv() else {
-            return Ok(());
+            return Ok(deferred);
         };
         let mut units = vec![first];
         let mut resources = units[0].resources();
@@ -197,6 +225,7 @@ fn write_all(
             }
         }
         let mut outcomes = Vec::with_capacity(units.len());
+        let deferred_before = deferred.len();
         let mut touched: Vec<usize> = Vec::new();
         let mut search_params = false;
         let committed = services.store.transaction(|tx| -> Result<(), StoreError> {
@@ -230,6 +259,11 @@ fn write_all(
                                     Err(e) if is_database_failure(&e) => {
                                         return Err(StoreError::Internal(first_diagnostics(&e)))
                                     }
+                                    Err(e) if !last_round && unresolved_reference(&e) => {
+                                        deferred.push(*source);
+                                        outcomes.push(Outcome::Deferred);
+                                        continue;
+                                    }
                                     Err(e) => Outcome::Bundle(Err(e)),
                                 }
                             }
@@ -254,6 +288,7 @@ fn write_all(
             Ok(())
         });
         if let Err(e) = committed {
+            deferred.truncate(deferred_before);
             return Err(format!(
                 "writing to the database failed: {e}; what was committed stays, run the same \
                  command again to resume"
@@ -266,8 +301,8 @@ fn write_all(
             account(sources, unit, outcome, summary, rejects_file)?;
         }
         display.update(summary);
-        batches += 1;
-        if stop_after == Some(batches) {
+        *batches += 1;
+        if stop_after == Some(*batches) {
             // The test hook of an interruption: as abrupt as a kill, after a commit.
             eprintln!("carnet import: stopping after {batches} transaction(s) ({STOP_AFTER_ENV})");
             std::process::exit(75);
@@ -275,11 +310,28 @@ fn write_all(
     }
 }
 
+/// How a round of writing goes.
+struct Limits {
+    batch_size: usize,
+    stop_after: Option<u64>,
+    /// Bundles are not deferred any more.
+    last_round: bool,
+}
+
+/// Whether a Bundle failed on a conditional reference that matched nothing.
+fn unresolved_reference(e: &ApiError) -> bool {
+    e.issues
+        .iter()
+        .any(|i| i.code == "not-found" && i.diagnostics.contains("conditional reference"))
+}
+
 enum Outcome {
     Resources(Vec<Result<crate::store::Written, ApiError>>),
     Bundle(Result<Vec<crate::interaction::bundle::ResponseEntry>, ApiError>),
     /// The Bundle was refused before the database (its error is in the unit).
     Refused,
+    /// The Bundle runs again at the end (see [`unresolved_reference`]).
+    Deferred,
 }
 
 /// A failure of the database itself (not of the data): the import stops rather than
@@ -305,6 +357,9 @@ fn account(
     rejects_file: &mut Option<std::io::BufWriter<std::fs::File>>,
 ) -> Result<(), String> {
     let mut rejects: Vec<Reject> = Vec::new();
+    if matches!(outcome, Outcome::Deferred) {
+        return Ok(());
+    }
     match (unit, outcome) {
         (
             Unit::Resources {
