@@ -52,6 +52,7 @@ fn import(args: &carnet::config::ImportArgs) -> ExitCode {
     let run = || -> Result<carnet::import::Summary, String> {
         let config = args.resolve()?;
         let url = DatabaseUrl::parse(&config.database.database_url).map_err(|e| e.to_string())?;
+        // One writer, and one connection for what runs beside it.
         let store = Store::open(&url, 2).map_err(|e| e.to_string())?;
         let applied = store.migrate().map_err(|e| e.to_string())?;
         if applied > 0 {

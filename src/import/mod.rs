@@ -230,6 +230,7 @@ fn write_all(
         let mut search_params = false;
         let committed = services.store.transaction(|tx| -> Result<(), StoreError> {
             outcomes.clear();
+            tx.bulk_load()?;
             for unit in units.iter_mut() {
                 match unit {
                     Unit::Resources {

@@ -746,22 +746,26 @@ pub(super) fn version_columns() -> (
     )
 }
 
-/// Which of `targets` (`(type, id)`) have a row (live or deleted), in one query per chunk.
+/// Which of `targets` (`(type, id)`) have a row (live or deleted): one query per type and
+/// 500 ids, on the `(res_type, res_id)` unique index.
 pub(super) fn existing_in(
     conn: &mut DbConnection,
     targets: &[(&str, &str)],
 ) -> Result<std::collections::HashSet<(String, String)>, StoreError> {
+    let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (ty, id) in targets {
+        by_type.entry(ty).or_default().push(id);
+    }
     let mut found = std::collections::HashSet::new();
-    for chunk in targets.chunks(CREATES_PER_INSERT) {
-        let ids: Vec<&str> = chunk.iter().map(|(_, id)| *id).collect();
-        let rows: Vec<(String, String)> = on_backend!(conn, c => resource::table
-            .filter(resource::res_id.eq_any(&ids))
-            .select((resource::res_type, resource::res_id))
-            .load(c))?;
-        found.extend(
-            rows.into_iter()
-                .filter(|(ty, id)| chunk.iter().any(|(t, i)| t == ty && i == id)),
-        );
+    for (ty, ids) in by_type {
+        for chunk in ids.chunks(CREATES_PER_INSERT) {
+            let rows: Vec<String> = on_backend!(conn, c => resource::table
+                .filter(resource::res_type.eq(ty))
+                .filter(resource::res_id.eq_any(chunk))
+                .select(resource::res_id)
+                .load(c))?;
+            found.extend(rows.into_iter().map(|id| (ty.to_string(), id)));
+        }
     }
     Ok(found)
 }
