@@ -27,6 +27,10 @@ pub struct Summary {
     pub files_already_done: u64,
     pub files_resumed: u64,
     pub elapsed: Duration,
+    /// Time the writer waited for prepared resources (reading, parsing, validating, indexing
+    /// are then the bound), and time it spent in database transactions.
+    pub waiting: Duration,
+    pub writing: Duration,
     /// The first refusals, `where: why`.
     pub reject_lines: Vec<String>,
 }
@@ -52,6 +56,13 @@ impl fmt::Display for Summary {
             self.rejected,
             self.elapsed.as_secs_f64(),
             self.rate()
+        )?;
+        writeln!(
+            f,
+            "time: {:.1} s writing to the database, {:.1} s waiting for resources to be read \
+             and validated",
+            self.writing.as_secs_f64(),
+            self.waiting.as_secs_f64()
         )?;
         if self.files_already_done > 0 || self.files_resumed > 0 {
             writeln!(

@@ -210,7 +210,9 @@ fn write_all(
         .collect();
     loop {
         // Gather one transaction's worth of units.
+        let waiting = Instant::now();
         let Ok(first) = receiver.recv() else {
+            summary.waiting += waiting.elapsed();
             return Ok(deferred);
         };
         let mut units = vec![first];
@@ -224,6 +226,8 @@ fn write_all(
                 Err(_) => break,
             }
         }
+        summary.waiting += waiting.elapsed();
+        let writing = Instant::now();
         let mut outcomes = Vec::with_capacity(units.len());
         let deferred_before = deferred.len();
         let mut touched: Vec<usize> = Vec::new();
@@ -295,6 +299,7 @@ fn write_all(
                  command again to resume"
             ));
         }
+        summary.writing += writing.elapsed();
         if search_params {
             services.after_write("SearchParameter", None);
         }
