@@ -132,6 +132,10 @@ pub fn run(services: &Services, options: &ImportOptions) -> Result<Summary, Stri
                 let sender = sender;
                 source::read_all(services, &context, &round, chunk, &sender)
             });
+            // Written resources are freed on a thread of their own: they were allocated by
+            // the reader, and freeing them costs the writer about a tenth of its time.
+            let (trash, bin) = mpsc::channel::<Vec<bulk::PreparedWrite>>();
+            scope.spawn(move || bin.into_iter().for_each(drop));
             let written = write_all(
                 services,
                 &context,
@@ -146,6 +150,7 @@ pub fn run(services: &Services, options: &ImportOptions) -> Result<Summary, Stri
                 &mut summary,
                 &mut display,
                 &mut rejects_file,
+                trash,
             );
             drop(receiver);
             let read = reader
@@ -189,6 +194,7 @@ fn write_all(
     summary: &mut Summary,
     display: &mut display::Display,
     rejects_file: &mut Option<std::io::BufWriter<std::fs::File>>,
+    trash: mpsc::Sender<Vec<bulk::PreparedWrite>>,
 ) -> Result<Vec<usize>, String> {
     let Limits {
         batch_size,
@@ -303,7 +309,10 @@ fn write_all(
         if search_params {
             services.after_write("SearchParameter", None);
         }
-        for (unit, outcome) in units.into_iter().zip(outcomes) {
+        for (mut unit, outcome) in units.into_iter().zip(outcomes) {
+            if let Unit::Resources { items, .. } = &mut unit {
+                let _ = trash.send(std::mem::take(items));
+            }
             account(sources, unit, outcome, summary, rejects_file)?;
         }
         display.update(summary);
@@ -369,7 +378,6 @@ fn account(
     match (unit, outcome) {
         (
             Unit::Resources {
-                items,
                 at,
                 refused,
                 skipped,
@@ -378,7 +386,7 @@ fn account(
             },
             Outcome::Resources(results),
         ) => {
-            summary.read += (items.len() + refused.len()) as u64;
+            summary.read += (at.len() + refused.len()) as u64;
             summary.bytes += bytes;
             merge(&mut summary.skipped, skipped);
             rejects.extend(refused);
