@@ -240,12 +240,13 @@ def main():
                 psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         print(json.dumps(results[-1], indent=1), file=sys.stderr)
     text = report(results, machine(), args)
-    # benches/search.py owns its marked section of the same file: keep it.
-    search_mark = "<!-- search.py: begin"
+    # The other benchmarks (search.py, transaction.py) own marked sections at the end of the
+    # same file: keep them.
     if os.path.exists(args.out):
         previous = open(args.out).read()
-        if search_mark in previous:
-            text += "\n\n" + previous[previous.index(search_mark):].rstrip("\n")
+        marks = [previous.index(m) for m in ("<!-- search.py: begin", "<!-- transaction.py: begin") if m in previous]
+        if marks:
+            text += "\n\n" + previous[min(marks):].rstrip("\n")
     with open(args.out, "w") as f:
         f.write(text + "\n")
     print(text)

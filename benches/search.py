@@ -971,6 +971,11 @@ def run_backend(name, args):
         backend.reset()
     server = Server(args.binary, backend.url)
     migrations = backend.migrations()
+    if meta is not None and meta.get("migrations") != migrations and args.keep_schema:
+        print(f"  the schema changed since the load ({meta.get('migrations')} -> {migrations}); "
+              "kept as asked (--keep-schema)", file=sys.stderr)
+        meta["migrations"] = migrations
+        backend.save_meta(meta)
     if meta is not None and meta.get("migrations") != migrations:
         print(f"  the schema changed since the load ({meta.get('migrations')} -> {migrations}): "
               "its index rows may be missing, reloading", file=sys.stderr)
@@ -1247,6 +1252,9 @@ def main():
                         help="seconds of the one-client latency run of each query")
     parser.add_argument("--sample", type=int, default=200, help="URLs per query (patients, INS, prefixes)")
     parser.add_argument("--reuse", action="store_true", help="keep the loaded databases and reuse them")
+    parser.add_argument("--keep-schema", action="store_true",
+                        help="with --reuse, keep a database whose migrations changed since the load "
+                             "(only when the new migrations leave the index rows valid)")
     parser.add_argument("--no-queries", action="store_true", help="load (and report the load) only")
     parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "carnet"))
     parser.add_argument("--seed", type=int, default=20261122)

@@ -15,6 +15,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start: the size of the serve variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the FHIR API (under /fhir) after migrating the database.
@@ -128,6 +130,28 @@ pub struct ServeArgs {
     /// where a read by id waits on the network]
     #[arg(long, env = "CARNET_WORKERS")]
     pub workers: Option<usize>,
+
+    /// Directory of bulk export ($export) files, one subdirectory per job
+    /// [default: carnet-export next to the SQLite database, else in the working directory]
+    #[arg(long, env = "CARNET_EXPORT_DIR")]
+    pub export_dir: Option<PathBuf>,
+
+    /// Bulk export: an NDJSON file reaching this many bytes is closed and the type continues
+    /// in a new file [default: 268435456 (256 MiB)]
+    #[arg(long, env = "CARNET_EXPORT_MAX_FILE_SIZE")]
+    pub export_max_file_size: Option<u64>,
+
+    /// Bulk export: hours a finished job and its files are kept [default: 24]
+    #[arg(long, env = "CARNET_EXPORT_RETENTION_HOURS")]
+    pub export_retention_hours: Option<u64>,
+
+    /// Bulk export: resources read per statement [default: 1000]
+    #[arg(long, env = "CARNET_EXPORT_BATCH_SIZE", hide = true)]
+    pub export_batch_size: Option<usize>,
+
+    /// Test only: milliseconds the export worker pauses after each batch [default: 0]
+    #[arg(long, env = "CARNET_EXPORT_THROTTLE_MS", hide = true)]
+    pub export_throttle_ms: Option<u64>,
 }
 
 /// The config file: the same settings, snake_case keys.
@@ -143,6 +167,10 @@ struct FileConfig {
     max_body_size: Option<usize>,
     max_bundle_entries: Option<usize>,
     workers: Option<usize>,
+    export_dir: Option<PathBuf>,
+    export_max_file_size: Option<u64>,
+    export_retention_hours: Option<u64>,
+    export_batch_size: Option<usize>,
 }
 
 /// Database settings with defaults applied.
@@ -163,6 +191,12 @@ pub struct ServeConfig {
     pub max_bundle_entries: usize,
     /// `None`: chosen from the backend at start.
     pub workers: Option<usize>,
+    /// `None`: chosen from the database location at start.
+    pub export_dir: Option<PathBuf>,
+    pub export_max_file_size: u64,
+    pub export_retention: std::time::Duration,
+    pub export_batch_size: usize,
+    pub export_throttle: std::time::Duration,
 }
 
 fn read_file(path: Option<&Path>) -> Result<FileConfig, String> {
@@ -226,6 +260,24 @@ impl ServeArgs {
                 .unwrap_or(1000)
                 .max(1),
             workers: workers.map(|w| w.max(1)),
+            export_dir: self.export_dir.clone().or(file.export_dir.clone()),
+            export_max_file_size: self
+                .export_max_file_size
+                .or(file.export_max_file_size)
+                .unwrap_or(256 * 1024 * 1024)
+                .max(1),
+            export_retention: std::time::Duration::from_secs(
+                self.export_retention_hours
+                    .or(file.export_retention_hours)
+                    .unwrap_or(24)
+                    .saturating_mul(3600),
+            ),
+            export_batch_size: self
+                .export_batch_size
+                .or(file.export_batch_size)
+                .unwrap_or(1000)
+                .clamp(1, 10_000),
+            export_throttle: std::time::Duration::from_millis(self.export_throttle_ms.unwrap_or(0)),
         })
     }
 }

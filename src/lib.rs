@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod config;
+pub mod export;
 pub mod fhir;
 pub mod http;
 pub mod import;

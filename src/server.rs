@@ -8,6 +8,7 @@ use std::path::Path;
 use actix_web::{web, App, HttpServer};
 
 use crate::config::ServeConfig;
+use crate::export::{self, Exporter};
 use crate::fhir::definitions;
 use crate::http::{self, AppState};
 use crate::interaction::search_params::SearchRegistry;
@@ -48,6 +49,19 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
             .reindex(&store, &pending, &base_url)
             .map_err(|e| format!("reindexing failed: {e}"))?;
     }
+    let export_dir = config.export_dir.clone().unwrap_or_else(|| {
+        url.sqlite_file()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."))
+            .join("carnet-export")
+    });
+    let exporter = Exporter::new(export::Settings {
+        dir: export_dir,
+        batch_size: config.export_batch_size,
+        max_file_bytes: config.export_max_file_size,
+        retention: config.export_retention,
+        throttle: config.export_throttle,
+    });
     let state = web::Data::new(AppState {
         services: Services {
             store,
@@ -57,7 +71,13 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
             max_bundle_entries: config.max_bundle_entries,
         },
         max_body_bytes: config.max_body_size,
+        export: exporter,
     });
+    // Unfinished export jobs (a restart) resume as soon as the worker starts.
+    state
+        .export
+        .spawn(state.clone().into_inner())
+        .map_err(|e| format!("cannot start the export worker: {e}"))?;
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let workers = config.workers.unwrap_or(match url.backend() {
         Backend::Sqlite => cpus,

@@ -121,11 +121,16 @@ backend_tests! {
         server.delete(&query).outcome(412);
         assert_eq!(count(server, &query), 2);
 
-        // Conditional delete of one match, then of none.
+        // Conditional delete of one match (If-Match honoured), then of none.
         let family = "/Patient?family=twin";
+        server.request("DELETE", family).header("If-Match", "W/\"99\"").send().outcome(412);
+        assert_eq!(count(server, family), 1);
         assert_eq!(server.delete(family).status, 204);
         assert_eq!(count(server, family), 0);
         assert_eq!(server.delete(family).status, 204);
+        let told = server.request("DELETE", family).header("Prefer", "return=OperationOutcome").send();
+        assert_eq!(told.status, 200, "{}", told.text());
+        assert!(told.text().contains("nothing was deleted"), "{}", told.text());
         assert_eq!(count(server, &query), 1);
         assert_eq!(server.get(&format!("/Patient/{id}")).status, 200);
         // Criteria are required.

@@ -280,6 +280,16 @@ backend_tests! {
         );
         assert_eq!(set(server, "/Observation?combo-value-quantity:missing=true&code=72133-2"), of(&["o7"]));
         assert_eq!(ids(server, "/Observation?combo-code=29463-7&_sort=-combo-value-quantity"), ["o3", "o1", "o2"]);
+        // A resource matching under both members of a union counts once, and a conditional
+        // delete still sees two matches.
+        let o12 = observation("o12", Some("pB"), "8480-6", json!({"component": [
+            {"code": {"coding": [{"system": LOINC, "code": "8480-6"}]}, "valueQuantity": quantity(110.0, "mm[Hg]")}]}));
+        server.put("/Observation/o12", &o12).ok_json();
+        let both = server.get(&format!("/Observation?combo-code={LOINC}|8480-6&_total=accurate")).ok_json();
+        assert_eq!(both["total"], 2, "{both}");
+        assert_eq!(both["entry"].as_array().unwrap().len(), 2, "{both}");
+        server.delete(&format!("/Observation?combo-code={LOINC}|8480-6")).outcome(412);
+        server.delete("/Observation/o12");
         // UCUM units convert: the same glucose in umol/L, weights in grams.
         let o9 = observation("o9", Some("pC"), "15074-8", json!({"valueQuantity": quantity(5400.0, "umol/L")}));
         server.put("/Observation/o9", &o9).ok_json();
@@ -684,4 +694,56 @@ fn search_parameters_added_at_run_time_on_sqlite() {
 #[test]
 fn search_parameters_added_at_run_time_on_postgres() {
     search_parameters_added_at_run_time(common::Backend::Postgres);
+}
+
+/// A redefined, retired or re-activated SearchParameter never answers from stale rows.
+fn search_parameters_redefined(backend: common::Backend) {
+    let server = Server::start(backend);
+    server
+        .put("/Patient/b1", &born_in("b1", "Besançon"))
+        .ok_json();
+    server
+        .put(
+            "/SearchParameter/birth-place",
+            &birth_place_parameter("active"),
+        )
+        .ok_json();
+    assert_eq!(server.post("/$reindex", &json!({})).status, 200);
+    assert_eq!(set(&server, "/Patient?birth-place=bes"), of(&["b1"]));
+    // Retired, then a patient written, then active again: pending until reindexed.
+    server
+        .put(
+            "/SearchParameter/birth-place",
+            &birth_place_parameter("retired"),
+        )
+        .ok_json();
+    server.put("/Patient/b2", &born_in("b2", "Besse")).ok_json();
+    server
+        .put(
+            "/SearchParameter/birth-place",
+            &birth_place_parameter("active"),
+        )
+        .ok_json();
+    assert_eq!(server.get("/Patient?birth-place=bes").status, 400);
+    assert_eq!(server.post("/$reindex", &json!({})).status, 200);
+    assert_eq!(set(&server, "/Patient?birth-place=bes"), of(&["b1", "b2"]));
+    // A new expression under the same code: the old rows go, pending until reindexed.
+    let mut by_state = birth_place_parameter("active");
+    by_state["expression"] = json!("Patient.extension.where(url = 'http://hl7.org/fhir/StructureDefinition/patient-birthPlace').value.state");
+    server
+        .put("/SearchParameter/birth-place", &by_state)
+        .ok_json();
+    assert_eq!(server.get("/Patient?birth-place=bes").status, 400);
+    assert_eq!(server.post("/$reindex", &json!({})).status, 200);
+    assert_eq!(set(&server, "/Patient?birth-place=bes"), of(&[]));
+}
+
+#[test]
+fn search_parameters_redefined_on_sqlite() {
+    search_parameters_redefined(common::Backend::Sqlite);
+}
+
+#[test]
+fn search_parameters_redefined_on_postgres() {
+    search_parameters_redefined(common::Backend::Postgres);
 }

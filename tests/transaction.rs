@@ -513,6 +513,27 @@ fn entry_limit(server: &Server) {
     assert!(text.contains("at most 2"), "{text}");
     send(server, &batch(three["entry"].as_array().unwrap().clone())).outcome(413);
     nothing_stored(server);
+    // Conditional references are searches: as many as entries at most.
+    let mut list =
+        json!({"resourceType": "List", "status": "current", "mode": "working", "entry": []});
+    for i in 0..3 {
+        list["entry"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"item": {"reference": format!("Patient?identifier={INS}|{i}")}}));
+    }
+    let text = diagnostics(
+        &send(
+            server,
+            &transaction(vec![post(
+                "urn:uuid:0c3b6c5e-0000-4000-8000-000000000090",
+                list,
+            )]),
+        )
+        .outcome(413),
+    );
+    assert!(text.contains("conditional references"), "{text}");
+    nothing_stored(server);
     let two = transaction(three["entry"].as_array().unwrap()[..2].to_vec());
     send(server, &two).ok_json();
     assert_eq!(count(server, "/Patient"), 2);

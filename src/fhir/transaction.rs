@@ -591,10 +591,11 @@ impl References {
         let bytes = div.as_bytes();
         let mut i = 0;
         while i < bytes.len() {
-            let rest = &div[i..];
-            let attr_len = if rest.starts_with("href=") {
+            // Bytes, not `&div[i..]`: `i` may be inside a multi-byte character.
+            let rest = &bytes[i..];
+            let attr_len = if rest.starts_with(b"href=") {
                 5
-            } else if rest.starts_with("src=") {
+            } else if rest.starts_with(b"src=") {
                 4
             } else {
                 i += 1;
@@ -638,7 +639,11 @@ impl References {
 /// Every conditional reference (`Type?criteria`) in `resource`'s `reference` elements, each
 /// once, in document order.
 pub fn conditional_references(resource: &Value) -> Vec<String> {
-    fn walk(value: &Value, out: &mut Vec<String>) {
+    fn walk<'v>(
+        value: &'v Value,
+        seen: &mut std::collections::HashSet<&'v str>,
+        out: &mut Vec<String>,
+    ) {
         match value {
             Value::Object(object) => {
                 for (key, child) in object {
@@ -646,21 +651,21 @@ pub fn conditional_references(resource: &Value) -> Vec<String> {
                         Value::String(text)
                             if key == "reference"
                                 && is_conditional_reference(text)
-                                && !out.contains(text) =>
+                                && seen.insert(text) =>
                         {
                             out.push(text.clone());
                         }
-                        Value::Object(_) | Value::Array(_) => walk(child, out),
+                        Value::Object(_) | Value::Array(_) => walk(child, seen, out),
                         _ => {}
                     }
                 }
             }
-            Value::Array(items) => items.iter().for_each(|item| walk(item, out)),
+            Value::Array(items) => items.iter().for_each(|item| walk(item, seen, out)),
             _ => {}
         }
     }
     let mut out = Vec::new();
-    walk(resource, &mut out);
+    walk(resource, &mut std::collections::HashSet::new(), &mut out);
     out
 }
 
@@ -855,7 +860,7 @@ mod tests {
         refs.map_conditional("Patient?identifier=s|1", "Patient/existing".into());
         let mut doc = json!({
             "resourceType": "DocumentReference",
-            "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"urn:uuid:b\">doc</a><img src='urn:uuid:b'/><a href=\"https://x\">x</a></div>"},
+            "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Zoé – <a href=\"urn:uuid:b\">doc</a><img src='urn:uuid:b'/><a href=\"https://x\">x</a> é</div>"},
             "subject": {"reference": "urn:uuid:p"},
             "author": [{"reference": "Patient?identifier=s|1"}, {"reference": "http://other.example/base/Device/7"}],
             "content": [{"attachment": {"contentType": "application/pdf", "url": "urn:uuid:b"}}],
@@ -868,7 +873,7 @@ mod tests {
         assert_eq!(doc["content"][0]["attachment"]["url"], "Binary/new-b");
         assert_eq!(
             doc["text"]["div"],
-            "<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"Binary/new-b\">doc</a><img src='Binary/new-b'/><a href=\"https://x\">x</a></div>"
+            "<div xmlns=\"http://www.w3.org/1999/xhtml\">Zoé – <a href=\"Binary/new-b\">doc</a><img src='Binary/new-b'/><a href=\"https://x\">x</a> é</div>"
         );
         // Only references and urls: a string that happens to hold a fullUrl stays.
         assert_eq!(doc["extension"][0]["valueString"], "urn:uuid:b");

@@ -12,14 +12,17 @@ use actix_web::web;
 
 pub use crate::interaction::search_params;
 pub use crate::interaction::Services;
+use crate::store::Store;
 pub use routes::{Interaction, Level, INTERACTIONS};
 
 /// What every handler shares: the interactions' [`Services`] (reached through `Deref`) and
-/// the limits of the HTTP door.
+/// what belongs to the HTTP door: its body limit and the bulk export worker.
 pub struct AppState {
     pub services: Services,
     /// The largest request body accepted, after decompression.
     pub max_body_bytes: usize,
+    /// Bulk export: the worker's handle and settings.
+    pub export: crate::export::Exporter,
 }
 
 impl std::ops::Deref for AppState {
@@ -27,6 +30,20 @@ impl std::ops::Deref for AppState {
 
     fn deref(&self) -> &Services {
         &self.services
+    }
+}
+
+impl crate::export::Source for AppState {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn search_params(&self) -> std::sync::Arc<crate::fhir::search::SearchParams> {
+        self.search.current()
+    }
+
+    fn base_url(&self) -> &str {
+        &self.base_url
     }
 }
 

@@ -37,7 +37,8 @@ pub struct Services {
 impl Services {
     /// Keeps what the server derives from stored resources current after a committed write of
     /// `res_type` (`body` the new version, `None` for a deletion): an active SearchParameter,
-    /// or one that was, changes the search parameters in force.
+    /// or any change while definitions are in force, changes the search parameters in force.
+    /// (Only drafts written while none is in force, such as HL7's examples, skip the reload.)
     pub fn after_write(&self, res_type: &str, body: Option<&str>) {
         if res_type != "SearchParameter" {
             return;
@@ -46,8 +47,7 @@ impl Services {
             let Ok(resource) = crate::fhir::json::parse_strict(body.as_bytes()) else {
                 return;
             };
-            let url = resource["url"].as_str().unwrap_or_default();
-            if resource["status"] != "active" && !self.search.current().defines(url) {
+            if resource["status"] != "active" && !self.search.current().has_custom() {
                 return;
             }
         }

@@ -3,7 +3,7 @@
 //! nodes of a cluster see it at their next start). Their keys are registered at once, so new
 //! writes index them; existing resources wait for `$reindex` (or the next start).
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::access::AccessScope;
 use crate::fhir::search::{custom, index_entries, r4, ParamJson, SearchParams};
@@ -12,6 +12,9 @@ use crate::store::{Store, StoreError};
 
 pub struct SearchRegistry {
     current: RwLock<Arc<SearchParams>>,
+    /// Serialises reloads (and the snapshot a reindex starts from), so that the parameters
+    /// and the store's keys in force always come from the same compilation.
+    changing: Mutex<()>,
 }
 
 impl SearchRegistry {
@@ -21,6 +24,7 @@ impl SearchRegistry {
         let (params, pending) = compile(store)?;
         let registry = SearchRegistry {
             current: RwLock::new(params),
+            changing: Mutex::new(()),
         };
         Ok((registry, pending))
     }
@@ -36,9 +40,14 @@ impl SearchRegistry {
     /// Reads the SearchParameter resources again and puts their parameters in force. Returns
     /// the types whose resources need a reindex.
     pub fn reload(&self, store: &Store) -> Result<Vec<String>, StoreError> {
+        let _changing = self.changing();
         let (params, pending) = compile(store)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = params;
         Ok(pending)
+    }
+
+    fn changing(&self) -> MutexGuard<'_, ()> {
+        self.changing.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -53,7 +62,11 @@ impl SearchRegistry {
         base_url: &str,
     ) -> Result<u64, StoreError> {
         let started = std::time::Instant::now();
-        let params = self.current();
+        // The parameters and the keys they registered, taken together.
+        let (params, keys) = {
+            let _changing = self.changing();
+            (self.current(), store.pending_search_keys(types)?)
+        };
         let extract = |body: &str| {
             let resource = json::parse_strict(body.as_bytes()).map_err(|e| e.diagnostics)?;
             index_entries(&params, &resource, base_url).map_err(|e| e.to_string())
@@ -66,6 +79,9 @@ impl SearchRegistry {
             }
         };
         let done = store.reindex(types, &extract, &mut progress)?;
+        // Keys redefined meanwhile stay pending (their definition no longer matches).
+        store.mark_indexed(&keys)?;
+        self.reload(store)?;
         log::info!(
             "reindexed {done} resources of {} in {:.1} s",
             types.join(", "),

@@ -22,8 +22,8 @@ use actix_web::http::StatusCode;
 use serde_json::Value;
 
 use super::bundle::{response_bundle, search_bundle, ResponseEntry, Return, SearchEntry};
+use super::criteria::DEFAULT_COUNT;
 use super::criteria::{parse_criteria, query_error, several, shape, update_target};
-use super::criteria::{DEFAULT_COUNT, MAX_COUNT, MAX_INCLUDED};
 use super::write::{check_id, check_type, check_version, derive, patch_preparer, patch_target};
 use super::write::{stamper, write_error};
 use super::{ApiError, Services};
@@ -39,6 +39,10 @@ use crate::store::search::index::IndexRows;
 use crate::store::search::SearchRequest;
 use crate::store::transaction::{Resolved, Tx};
 use crate::store::{Deletion, Prepared, StoreError, WriteMethod, WriteTarget, Written};
+
+/// Matches (and included resources) of a search entry: a Bundle of many GET entries must not
+/// answer with millions of resources, read while holding the write transaction.
+const MAX_SEARCH_COUNT: u32 = 100;
 
 /// What every entry shares from the request.
 pub struct Context {
@@ -525,6 +529,19 @@ fn plan_entry(state: &Services, entry: Entry, lenient: bool) -> Result<Planned, 
         Op::Patch { document, .. } => rules::conditional_references(document),
         _ => Vec::new(),
     };
+    if conditional_references.len() > state.max_bundle_entries {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Issue::error(
+                "too-costly",
+                format!(
+                    "{} distinct conditional references in one resource; at most {}",
+                    conditional_references.len(),
+                    state.max_bundle_entries
+                ),
+            ),
+        ));
+    }
     Ok(Planned {
         index: entry.index,
         full_url: entry.full_url,
@@ -583,6 +600,21 @@ fn plan_transaction(
         );
     }
     check_duplicate_criteria(&planned)?;
+    // Each conditional reference is a search inside the transaction: as many as entries.
+    let searches: usize = planned.iter().map(|p| p.conditional_references.len()).sum();
+    if searches > state.max_bundle_entries {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Issue::error(
+                "too-costly",
+                format!(
+                    "the Bundle holds {searches} distinct conditional references; at most {} \
+                     (the entry limit) are resolved in one transaction",
+                    state.max_bundle_entries
+                ),
+            ),
+        ));
+    }
     let methods: Vec<Method> = planned.iter().map(|p| p.method).collect();
     let order = rules::processing_order(&methods);
     let mut references = declared;
@@ -1193,14 +1225,14 @@ fn read(
             let count = if query.summary == Summary::Count {
                 0
             } else {
-                query.count.unwrap_or(DEFAULT_COUNT).min(MAX_COUNT) as usize
+                query.count.unwrap_or(DEFAULT_COUNT).min(MAX_SEARCH_COUNT) as usize
             };
             let request = SearchRequest {
                 query,
                 compartment: None,
                 count,
                 cursor: None,
-                max_included: MAX_INCLUDED,
+                max_included: MAX_SEARCH_COUNT as usize,
             };
             let page = tx.search(scope, &request)?;
             let mut entries = Vec::with_capacity(page.matches.len() + page.included.len());

@@ -89,6 +89,11 @@ impl DatabaseUrl {
     pub fn backend(&self) -> Backend {
         self.backend
     }
+
+    /// The database file, for SQLite.
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        (self.backend == Backend::Sqlite).then(|| std::path::Path::new(&self.target))
+    }
 }
 
 impl fmt::Display for DatabaseUrl {

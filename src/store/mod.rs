@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod conditional;
+pub mod export;
 mod group_commit;
 mod history;
 pub mod import_progress;
@@ -99,7 +100,7 @@ impl Store {
         let mut conn = self.conn()?;
         let ids = search::keys::register(&mut conn, params, &names)?;
         let key = search::cursor::CursorKey::load_or_create(&mut conn)?;
-        let (pending, _) = ids.pending();
+        let pending = ids.pending_types();
         self.set_search_ids(ids);
         // A second registration keeps the first key: cursors already handed out stay valid.
         let _ = self.cursor_key.set(key);
@@ -134,7 +135,19 @@ impl Store {
     /// The types whose resources must be reindexed before some of their search parameters are
     /// searchable.
     pub fn pending_search_types(&self) -> Result<Vec<String>, StoreError> {
-        Ok(self.search_ids()?.pending().0)
+        Ok(self.search_ids()?.pending_types())
+    }
+
+    /// The keys of `types` waiting for a reindex, with the definitions they wait under.
+    pub fn pending_search_keys(&self, types: &[String]) -> Result<Vec<(i32, String)>, StoreError> {
+        Ok(self.search_ids()?.pending_keys(types))
+    }
+
+    /// Marks `keys` ([`Store::pending_search_keys`]) searchable after their types were
+    /// reindexed, each only if its definition did not change meanwhile. The ids in force are
+    /// refreshed by the next [`Store::register_search_params`].
+    pub fn mark_indexed(&self, keys: &[(i32, String)]) -> Result<(), StoreError> {
+        search::keys::mark_indexed(&mut *self.conn()?, keys)
     }
 
     fn set_search_ids(&self, ids: search::keys::ParamIds) {

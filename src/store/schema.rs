@@ -42,6 +42,7 @@ diesel::table! {
         res_type -> Text,
         name -> Text,
         indexed -> Bool,
+        definition -> Text,
     }
 }
 
@@ -124,6 +125,61 @@ diesel::table! {
     server_key (name) {
         name -> Text,
         key -> Binary,
+    }
+}
+
+diesel::table! {
+    export_job (id) {
+        id -> Text,
+        owner -> Nullable<Text>,
+        scope -> Nullable<Text>,
+        level -> Text,
+        group_id -> Nullable<Text>,
+        request -> Text,
+        types -> Text,
+        type_filters -> Text,
+        since -> Nullable<BigInt>,
+        output_format -> Text,
+        transaction_time -> BigInt,
+        status -> Text,
+        created -> BigInt,
+        finished -> Nullable<BigInt>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    export_progress (job_id) {
+        job_id -> Text,
+        type_index -> Integer,
+        type_total -> Nullable<BigInt>,
+        type_done -> BigInt,
+        after_key -> BigInt,
+        file_part -> Integer,
+        file_count -> BigInt,
+        file_bytes -> BigInt,
+        exported -> BigInt,
+    }
+}
+
+diesel::joinable!(export_progress -> export_job (job_id));
+diesel::allow_tables_to_appear_in_same_query!(export_job, export_progress);
+
+diesel::table! {
+    export_file (job_id, seq) {
+        job_id -> Text,
+        seq -> Integer,
+        res_type -> Text,
+        name -> Text,
+        count -> BigInt,
+        bytes -> BigInt,
+    }
+}
+
+diesel::table! {
+    export_patient (job_id, patient) {
+        job_id -> Text,
+        patient -> Text,
     }
 }
 

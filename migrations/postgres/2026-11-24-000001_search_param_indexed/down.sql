@@ -1,1 +1,2 @@
+ALTER TABLE search_param DROP COLUMN definition;
 ALTER TABLE search_param DROP COLUMN indexed;

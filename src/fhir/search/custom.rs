@@ -23,14 +23,14 @@ pub fn definitions(resource: &Value, current: &SearchParams) -> Result<Vec<Param
         || code.is_empty()
         || !code
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
     {
         issues.push(
             Issue::error(
                 "invalid",
                 format!(
                     "the code {code:?} cannot be a search parameter name here: use letters, \
-                     digits, '-', '.' or '_', not starting with '_'"
+                     digits, '-' or '_', not starting with '_'"
                 ),
             )
             .at("code"),
@@ -88,7 +88,10 @@ pub fn definitions(resource: &Value, current: &SearchParams) -> Result<Vec<Param
                 )
                 .at(format!("base[{i}]")),
             );
-        } else if let Some(existing) = current.get(base, &code).filter(|p| p.url != url) {
+        } else if let Some(existing) = current
+            .get(base, &code)
+            .filter(|p| !p.custom || p.url != url)
+        {
             issues.push(
                 Issue::error(
                     "duplicate",
@@ -197,6 +200,15 @@ mod tests {
         let mut sp = birth_place();
         sp.as_object_mut().unwrap().remove("expression");
         assert!(problems(&sp)[0].starts_with("expression: an active SearchParameter needs"));
+        let mut sp = birth_place();
+        sp["code"] = json!("birth.place");
+        assert!(problems(&sp)[0].starts_with("code: the code \"birth.place\""));
+        // A built-in parameter cannot be redefined, even under its own url.
+        let mut sp = birth_place();
+        sp["code"] = json!("code");
+        sp["base"] = json!(["Observation"]);
+        sp["url"] = json!("http://hl7.org/fhir/SearchParameter/clinical-code");
+        assert!(problems(&sp)[0].starts_with("code: Observation already has"));
         let mut sp = birth_place();
         sp["code"] = json!("_birth");
         assert!(problems(&sp)[0].starts_with("code: the code \"_birth\""));

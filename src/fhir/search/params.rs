@@ -93,6 +93,8 @@ pub struct SearchParam {
     pub comparator: Vec<String>,
     pub multiple_or: Option<bool>,
     pub multiple_and: Option<bool>,
+    /// Added at run time by a SearchParameter resource.
+    pub custom: bool,
 }
 
 impl SearchParam {
@@ -140,26 +142,32 @@ pub fn r4() -> &'static SearchParams {
 impl SearchParams {
     pub fn from_json(json: &str, definitions: &'static Definitions) -> serde_json::Result<Self> {
         let file: FileJson = serde_json::from_str(json)?;
-        Ok(Self::new(file.fhir_version, file.params, definitions))
+        Ok(Self::new(
+            file.fhir_version,
+            file.params,
+            Vec::new(),
+            definitions,
+        ))
     }
 
     /// R4's parameters and `custom` ones (from SearchParameter resources, checked by
     /// [`custom::definitions`](super::custom::definitions)), compiled together.
     pub fn r4_with(custom: Vec<ParamJson>) -> SearchParams {
-        let mut file: FileJson =
+        let file: FileJson =
             serde_json::from_str(R4_SEARCH_JSON).expect("the embedded table parsed once already");
-        file.params.extend(custom);
-        Self::new(file.fhir_version, file.params, r4().definitions)
+        Self::new(file.fhir_version, file.params, custom, r4().definitions)
     }
 
     fn new(
         fhir_version: String,
-        list: Vec<ParamJson>,
+        builtin: Vec<ParamJson>,
+        custom: Vec<ParamJson>,
         definitions: &'static Definitions,
     ) -> SearchParams {
-        let mut params = Vec::with_capacity(list.len());
+        let mut params = Vec::with_capacity(builtin.len() + custom.len());
         let mut by_base: HashMap<String, Vec<usize>> = HashMap::new();
-        for p in list {
+        let builtin_count = builtin.len();
+        for (i, p) in builtin.into_iter().chain(custom).enumerate() {
             let components = p
                 .component
                 .into_iter()
@@ -188,6 +196,7 @@ impl SearchParams {
                 comparator: p.comparator,
                 multiple_or: p.multiple_or,
                 multiple_and: p.multiple_and,
+                custom: i >= builtin_count,
             });
         }
         let mut search = SearchParams {
@@ -202,7 +211,9 @@ impl SearchParams {
             .keys()
             .filter(|base| !matches!(base.as_str(), "Resource" | "DomainResource"))
             .map(|ty| {
-                let params: Vec<&SearchParam> = search.for_type(ty).collect();
+                // Among the built-in ones only: a parameter added at run time must not change
+                // how the built-in ones are stored.
+                let params: Vec<&SearchParam> = search.for_type(ty).filter(|p| !p.custom).collect();
                 (ty.clone(), derivations(ty, &params))
             })
             .collect();
@@ -235,9 +246,9 @@ impl SearchParams {
         self.derived.get(resource_type)?.get(code)
     }
 
-    /// Whether a parameter with this canonical URL is in force.
-    pub fn defines(&self, url: &str) -> bool {
-        self.params.iter().any(|p| p.url == url)
+    /// Whether parameters added at run time are in force.
+    pub fn has_custom(&self) -> bool {
+        self.params.last().is_some_and(|p| p.custom)
     }
 
     /// A parameter by resource type and code (common parameters included).

@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
 use super::resource::{
-    answer, check_type, deletion_response, patch_preparer, patch_target, read_patch,
+    answer, check_type, deletion_response, no_content, patch_preparer, patch_target, read_patch,
     resource_preparer, scope, write_error,
 };
 use crate::access::AccessScope;
@@ -231,6 +231,7 @@ pub async fn delete(
         req.query_string(),
         "conditional delete",
     )?;
+    let if_match = version_header(&req, header::IF_MATCH)?;
     let scope = scope(&req);
     let worker = state.clone();
     let ty = res_type.clone();
@@ -241,7 +242,7 @@ pub async fn delete(
                 Resolved::Many => Err(several("conditional delete")),
                 Resolved::None => Ok((None, Deletion::AlreadyDeleted)),
                 Resolved::One { res_id, .. } => {
-                    let deletion = tx.delete(&scope, &ty, &res_id, None)?;
+                    let deletion = tx.delete(&scope, &ty, &res_id, if_match)?;
                     Ok((Some(res_id), deletion))
                 }
             })
@@ -250,6 +251,10 @@ pub async fn delete(
     .await??;
     match id {
         Some(id) => deletion_response(&req, &state, &res_type, &id, deletion),
-        None => Ok(HttpResponse::NoContent().finish()),
+        None => Ok(no_content(
+            &req,
+            HttpResponse::NoContent(),
+            format!("no {res_type} matched the criteria; nothing was deleted"),
+        )),
     }
 }

@@ -38,6 +38,23 @@ fn codes(levels: &[Level]) -> Vec<Value> {
         .collect()
 }
 
+/// The Bulk Data operations routed at the level `code` names, as CapabilityStatement
+/// `operation` entries (name and canonical OperationDefinition).
+fn bulk_operations(code: &str) -> Vec<Value> {
+    const BULK: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/";
+    let definition = match code {
+        "export" => "export",
+        "patient-export" => "patient-export",
+        "group-export" => "group-export",
+        _ => return Vec::new(),
+    };
+    if INTERACTIONS.iter().any(|i| i.code == code) {
+        vec![json!({"name": "export", "definition": format!("{BULK}{definition}")})]
+    } else {
+        Vec::new()
+    }
+}
+
 pub fn build(base_url: &str, params: &SearchParams) -> Value {
     let resources: Vec<Value> = served_types()
         .iter()
@@ -52,7 +69,12 @@ pub fn build(base_url: &str, params: &SearchParams) -> Value {
                 .filter(|p| p.kind == ParamType::Reference)
                 .map(|p| format!("{t}:{}", p.code))
                 .collect();
-            json!({
+            let operations = match *t {
+                "Patient" => bulk_operations("patient-export"),
+                "Group" => bulk_operations("group-export"),
+                _ => Vec::new(),
+            };
+            let mut resource = json!({
                 "type": t,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{t}"),
                 "interaction": codes(&[Level::Instance, Level::Type]),
@@ -69,10 +91,14 @@ pub fn build(base_url: &str, params: &SearchParams) -> Value {
                     "definition": p.url,
                     "type": reference_doc::kind_name(p.kind),
                 })).collect::<Vec<_>>(),
-            })
+            });
+            if !operations.is_empty() {
+                resource["operation"] = Value::from(operations);
+            }
+            resource
         })
         .collect();
-    json!({
+    let mut statement = json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": chrono::Utc::now().format("%Y-%m-%d").to_string(),
@@ -88,5 +114,12 @@ pub fn build(base_url: &str, params: &SearchParams) -> Value {
             "resource": resources,
             "interaction": codes(&[Level::System]),
         }],
-    })
+    });
+    let system_operations = bulk_operations("export");
+    if !system_operations.is_empty() {
+        statement["instantiates"] =
+            json!(["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]);
+        statement["rest"][0]["operation"] = Value::from(system_operations);
+    }
+    statement
 }

@@ -2,6 +2,8 @@
 //! so `/metadata` cannot claim an interaction the server does not route, nor hide one.
 
 mod conditional;
+mod everything;
+mod export;
 mod history;
 mod metadata;
 mod reindex;
@@ -80,6 +82,57 @@ pub const INTERACTIONS: &[Interaction] = &[
     interaction("transaction", Level::System, Method::POST, ""),
     interaction("batch", Level::System, Method::POST, ""),
     interaction("reindex", Level::Operation, Method::POST, "/$reindex"),
+    interaction(
+        "everything",
+        Level::Operation,
+        Method::GET,
+        "/{type}/{id}/$everything",
+    ),
+    // Bulk export (docs/bulk-export.md): kick-off at three levels, then status and files.
+    interaction("export", Level::Operation, Method::GET, "/$export"),
+    interaction("export", Level::Operation, Method::POST, "/$export"),
+    interaction(
+        "patient-export",
+        Level::Operation,
+        Method::GET,
+        "/Patient/$export",
+    ),
+    interaction(
+        "patient-export",
+        Level::Operation,
+        Method::POST,
+        "/Patient/$export",
+    ),
+    interaction(
+        "group-export",
+        Level::Operation,
+        Method::GET,
+        "/Group/{id}/$export",
+    ),
+    interaction(
+        "group-export",
+        Level::Operation,
+        Method::POST,
+        "/Group/{id}/$export",
+    ),
+    interaction(
+        "export-status",
+        Level::Operation,
+        Method::GET,
+        "/$export-status/{job}",
+    ),
+    interaction(
+        "export-cancel",
+        Level::Operation,
+        Method::DELETE,
+        "/$export-status/{job}",
+    ),
+    interaction(
+        "export-file",
+        Level::Operation,
+        Method::GET,
+        "/$export-file/{job}/{file}",
+    ),
     // Conditional interactions are flags of the CapabilityStatement, not interaction codes.
     interaction(
         "conditional-update",
@@ -116,11 +169,17 @@ const PATHS: &[&str] = &[
     "/_history",
     "/_search",
     "/$reindex",
+    "/$export",
+    "/$export-status/{job}",
+    "/$export-file/{job}/{file}",
+    "/Patient/$export",
+    "/Group/{id}/$export",
     "/{type}/_history",
     "/{type}/_search",
     "/{type}/{id}",
     "/{type}/{id}/_history",
     "/{type}/{id}/_history/{vid}",
+    "/{type}/{id}/$everything",
     "/{type}/{id}/{target}",
     "/{type}",
 ];
@@ -147,6 +206,13 @@ fn handler(code: &str, method: &Method) -> Route {
         "conditional-delete" => web::delete().to(conditional::delete),
         "transaction" | "batch" => web::post().to(transaction::process),
         "reindex" => web::post().to(reindex::reindex),
+        "everything" => web::get().to(everything::everything),
+        "export" => web::method(method.clone()).to(export::kickoff_system),
+        "patient-export" => web::method(method.clone()).to(export::kickoff_patient),
+        "group-export" => web::method(method.clone()).to(export::kickoff_group),
+        "export-status" => web::get().to(export::status),
+        "export-cancel" => web::delete().to(export::cancel),
+        "export-file" => web::get().to(export::file),
         other => unreachable!("interaction {other} has no handler"),
     }
 }

@@ -166,13 +166,16 @@ pub async fn create(
         })
         .await??;
         let (status, id, version, last_updated, body) = match created {
-            Created::New(id, stored) => (
-                StatusCode::CREATED,
-                id,
-                stored.version,
-                stored.last_updated,
-                stored.body,
-            ),
+            Created::New(id, stored) => {
+                state.after_write(&res_type, Some(&stored.body));
+                (
+                    StatusCode::CREATED,
+                    id,
+                    stored.version,
+                    stored.last_updated,
+                    stored.body,
+                )
+            }
             Created::Existing {
                 res_id,
                 version,
@@ -502,7 +505,7 @@ pub(super) fn deletion_response(
     if matches!(deletion, Deletion::Deleted { .. }) {
         state.after_write(res_type, None);
     }
-    let (mut response, message) = match deletion {
+    let (response, message) = match deletion {
         Deletion::Deleted { version, .. } => {
             let mut response = HttpResponse::NoContent();
             response.insert_header((header::ETAG, crate::http::response::etag(version)));
@@ -521,12 +524,21 @@ pub(super) fn deletion_response(
             )))
         }
     };
+    Ok(no_content(req, response, message))
+}
+
+/// 204, or 200 with `message` in an OperationOutcome under `Prefer: return=OperationOutcome`.
+pub(super) fn no_content(
+    req: &HttpRequest,
+    mut response: actix_web::HttpResponseBuilder,
+    message: String,
+) -> HttpResponse {
     if prefer_return(req) == Return::OperationOutcome {
         let outcome = operation_outcome(&[Issue::information("informational", message)]);
         response.status(StatusCode::OK);
-        return Ok(response
+        return response
             .content_type(crate::http::negotiate::FHIR_JSON)
-            .body(outcome.to_string()));
+            .body(outcome.to_string());
     }
-    Ok(response.finish())
+    response.finish()
 }

@@ -94,11 +94,18 @@ pub async fn compartment_get(
 }
 
 /// What is searched.
-enum Target {
+pub(super) enum Target {
     Type(String),
     System,
     /// `(patient id, type)`.
     Compartment(String, String),
+    /// `Patient/[id]/$everything`: these types of the patient's compartment; links show the
+    /// operation's own parameters (`shown`), not the search they became.
+    Everything {
+        patient: String,
+        types: Vec<String>,
+        shown: Vec<(String, String)>,
+    },
 }
 
 impl Target {
@@ -107,6 +114,7 @@ impl Target {
             Target::Type(t) => t.clone(),
             Target::System => String::new(),
             Target::Compartment(id, t) => format!("Patient/{id}/{t}"),
+            Target::Everything { patient, .. } => format!("Patient/{patient}/$everything"),
         }
     }
 }
@@ -148,7 +156,7 @@ async fn form_pairs(
     Ok(pairs)
 }
 
-async fn search(
+pub(super) async fn search(
     req: HttpRequest,
     state: web::Data<AppState>,
     target: Target,
@@ -163,6 +171,7 @@ async fn search(
     let types: Vec<&str> = match &target {
         Target::Type(t) | Target::Compartment(_, t) => vec![t.as_str()],
         Target::System => served::served_types().to_vec(),
+        Target::Everything { types, .. } => types.iter().map(String::as_str).collect(),
     };
     let mut parsed = query::parse(
         &state.search.current(),
@@ -197,7 +206,7 @@ async fn search(
     let scope = super::resource::scope(&req);
     let worker = state.clone();
     let compartment = match &target {
-        Target::Compartment(id, _) => Some(id.clone()),
+        Target::Compartment(id, _) | Target::Everything { patient: id, .. } => Some(id.clone()),
         _ => None,
     };
     let query = parsed.clone();
@@ -216,8 +225,11 @@ async fn search(
     let base = format!("{}/{}", state.base_url, target.path());
     let base = base.trim_end_matches('/');
     let link = |cursor: Option<String>| {
-        let mut pairs: Vec<(&str, &str)> = parsed
-            .applied
+        let shown = match &target {
+            Target::Everything { shown, .. } => shown,
+            _ => &parsed.applied,
+        };
+        let mut pairs: Vec<(&str, &str)> = shown
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();

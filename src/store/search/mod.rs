@@ -388,6 +388,11 @@ impl Store {
                 .collect(),
             None => ids.all(&include.source_type).map(i64::from).collect(),
         };
+        if let Some(code) = &include.param {
+            if param_ids.iter().any(|id| ids.is_pending(*id as i32)) {
+                return Err(PlanError::Pending(code.clone()).into());
+            }
+        }
         let mut planner = Planner::new(Sql::new(self.backend), &ids, scope, 0);
         if !reverse {
             let keys: Vec<i64> = sources

@@ -506,7 +506,11 @@ impl<'a> Planner<'a> {
             return self.composite(alias, types, param, parts);
         }
         let (table, suffix) = target_of(group[0]);
-        let ids = self.param_ids(types, &format!("{}{suffix}", param.code))?;
+        let name = format!("{}{suffix}", param.code);
+        let ids = self.param_ids(types, &name)?;
+        // A union parameter (`combo-code`) reads several keys of one type: a resource may
+        // match under each.
+        let one_key_per_type = types.iter().all(|t| self.ids.lookup(t, &name).len() <= 1);
         let x = self.alias("x");
         let table = table.name();
         match alias {
@@ -514,9 +518,10 @@ impl<'a> Planner<'a> {
                 "SELECT 1 FROM {table} {x} WHERE {x}.res_key = {alias}.res_key AND {hint}{x}.param_id IN "
             )),
             None => {
-                // One exact value matches at most one row per resource (the primary key), so
-                // the keys need no DISTINCT and stream from the index in key order.
-                let unique = group.len() == 1 && one_row_per_resource(group[0]);
+                // One exact value of one key matches at most one row per resource (the
+                // primary key), so the keys need no DISTINCT and stream from the index in key
+                // order.
+                let unique = group.len() == 1 && one_key_per_type && one_row_per_resource(group[0]);
                 let distinct = if unique { "" } else { "DISTINCT " };
                 self.sql.push(&format!(
                     "SELECT {distinct}{x}.res_key FROM {table} {x} WHERE {x}.param_id IN "

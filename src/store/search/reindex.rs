@@ -1,7 +1,7 @@
 //! Reindexing: the index rows of existing resources written again from their current bodies,
 //! when their type gained search parameters (the first start after the search tables were
-//! added, a release with new parameters, a SearchParameter added at run time). The keys that
-//! were pending become searchable once their types are done.
+//! added, a release with new parameters, a SearchParameter added at run time). The caller
+//! then marks the keys that were pending searchable ([`Store::mark_indexed`]).
 
 use diesel::prelude::*;
 
@@ -25,12 +25,6 @@ impl Store {
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, StoreError> {
         let ids = self.search_ids()?;
-        let pending: Vec<i32> = ids
-            .pending()
-            .1
-            .into_iter()
-            .filter(|id| types.iter().any(|t| ids.all(t).any(|k| k == *id)))
-            .collect();
         let mut after = 0_i64;
         let mut done = 0_u64;
         loop {
@@ -84,12 +78,6 @@ impl Store {
             })?;
             done += written;
             progress(done);
-        }
-        if !pending.is_empty() {
-            super::keys::mark_indexed(&mut *self.conn()?, &pending)?;
-            let mut settled = (*self.search_ids()?).clone();
-            settled.settle(&pending);
-            self.set_search_ids(settled);
         }
         Ok(done)
     }
