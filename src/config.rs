@@ -23,6 +23,61 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Load NDJSON files, Bundles and resources (files or directories) after migrating the
+    /// database; resumes an interrupted load. Exit status 3 when resources were rejected.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Public base URL of the FHIR API: references to it are local ones
+    /// [default: http://127.0.0.1:8080/fhir]
+    #[arg(long, env = "CARNET_BASE_URL")]
+    pub base_url: Option<String>,
+
+    /// Write every rejected resource here, one OperationOutcome per line (NDJSON)
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<PathBuf>,
+
+    /// Resources per database transaction (a Bundle is never split) [default: 2000]
+    #[arg(long, env = "CARNET_IMPORT_BATCH_SIZE")]
+    pub batch_size: Option<usize>,
+
+    /// NDJSON files (one resource per line), JSON files (a Bundle or one resource), or
+    /// directories of them (walked in sorted order)
+    #[arg(required = true, value_name = "FILE_OR_DIR")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Import settings with defaults applied.
+#[derive(Debug, Clone)]
+pub struct ImportConfig {
+    pub database: DatabaseConfig,
+    pub base_url: String,
+    pub rejects: Option<PathBuf>,
+    pub batch_size: usize,
+    pub paths: Vec<PathBuf>,
+}
+
+impl ImportArgs {
+    pub fn resolve(&self) -> Result<ImportConfig, String> {
+        let file = read_file(self.database.config.as_deref())?;
+        Ok(ImportConfig {
+            database: resolve_database(&self.database, &file),
+            base_url: self
+                .base_url
+                .clone()
+                .or(file.base_url.clone())
+                .map(|u| u.trim_end_matches('/').to_string())
+                .unwrap_or_else(|| "http://127.0.0.1:8080/fhir".into()),
+            rejects: self.rejects.clone(),
+            batch_size: self.batch_size.unwrap_or(2000).max(1),
+            paths: self.paths.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,4 +1,4 @@
-//! The `carnet` command: `serve` and `migrate`.
+//! The `carnet` command: `serve`, `migrate` and `import`.
 
 use std::process::ExitCode;
 
@@ -13,6 +13,9 @@ fn main() -> ExitCode {
         env_logger::Env::new().filter_or("CARNET_LOG", "warn,carnet=info"),
     )
     .init();
+    if let Command::Import(args) = &cli.command {
+        return import(args);
+    }
     let result = match cli.command {
         Command::Serve(args) => args.resolve().and_then(|config| {
             actix_web::rt::System::new().block_on(async move {
@@ -30,9 +33,58 @@ fn main() -> ExitCode {
             println!("{url}: {applied} migration(s) applied, schema up to date");
             Ok(())
         }),
+        Command::Import(_) => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("carnet: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `carnet import`: 0 when everything was loaded, 3 when resources were rejected (the rest
+/// is loaded), 1 when the load could not go on (run it again to resume).
+fn import(args: &carnet::config::ImportArgs) -> ExitCode {
+    use std::io::IsTerminal;
+
+    let run = || -> Result<carnet::import::Summary, String> {
+        let config = args.resolve()?;
+        let url = DatabaseUrl::parse(&config.database.database_url).map_err(|e| e.to_string())?;
+        // One writer, and one connection for what runs beside it.
+        let store = Store::open(&url, 2).map_err(|e| e.to_string())?;
+        let applied = store.migrate().map_err(|e| e.to_string())?;
+        if applied > 0 {
+            log::info!("applied {applied} migration(s) to {url}");
+        }
+        let (search, _pending) = carnet::interaction::search_params::SearchRegistry::load(&store)
+            .map_err(|e| e.to_string())?;
+        let services = carnet::interaction::Services {
+            store,
+            search,
+            definitions: carnet::fhir::definitions::r4(),
+            base_url: config.base_url.clone(),
+            // An operator's own files: a Synthea patient may hold thousands of entries.
+            max_bundle_entries: usize::MAX,
+        };
+        let options = carnet::import::ImportOptions {
+            paths: config.paths.clone(),
+            rejects: config.rejects.clone(),
+            batch_size: config.batch_size,
+            progress_bar: std::io::stderr().is_terminal(),
+        };
+        carnet::import::run(&services, &options)
+    };
+    match run() {
+        Ok(summary) => {
+            print!("{summary}");
+            if summary.rejected > 0 {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
         Err(message) => {
             eprintln!("carnet: {message}");
             ExitCode::FAILURE

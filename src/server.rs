@@ -10,8 +10,9 @@ use actix_web::{web, App, HttpServer};
 use crate::config::ServeConfig;
 use crate::export::{self, Exporter};
 use crate::fhir::definitions;
-use crate::http::search_params::SearchRegistry;
 use crate::http::{self, AppState};
+use crate::interaction::search_params::SearchRegistry;
+use crate::interaction::Services;
 use crate::store::{Backend, DatabaseUrl, Store};
 
 /// A server that is bound and about to serve.
@@ -62,12 +63,14 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
         throttle: config.export_throttle,
     });
     let state = web::Data::new(AppState {
-        store,
-        search,
-        definitions,
-        base_url: base_url.clone(),
+        services: Services {
+            store,
+            search,
+            definitions,
+            base_url: base_url.clone(),
+            max_bundle_entries: config.max_bundle_entries,
+        },
         max_body_bytes: config.max_body_size,
-        max_bundle_entries: config.max_bundle_entries,
         export: exporter,
     });
     // Unfinished export jobs (a restart) resume as soon as the worker starts.

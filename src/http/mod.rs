@@ -1,35 +1,36 @@
 //! HTTP: routes, content negotiation, FHIR headers, and errors as OperationOutcomes.
-//! Knows nothing of SQL; calls the store with the caller's access scope.
+//! Knows nothing of SQL; what an interaction does is `interaction`'s, called with the
+//! caller's access scope.
 
-mod bundle;
 pub mod error;
 mod negotiate;
 mod request;
 mod response;
 mod routes;
-pub mod search_params;
 
 use actix_web::web;
 
-use crate::fhir::definitions::Definitions;
+pub use crate::interaction::search_params;
+pub use crate::interaction::Services;
 use crate::store::Store;
-
 pub use routes::{Interaction, Level, INTERACTIONS};
 
-/// What every handler shares.
+/// What every handler shares: the interactions' [`Services`] (reached through `Deref`) and
+/// what belongs to the HTTP door: its body limit and the bulk export worker.
 pub struct AppState {
-    pub store: Store,
-    /// The search parameters in force.
-    pub search: search_params::SearchRegistry,
-    pub definitions: &'static Definitions,
-    /// The public FHIR base, without a trailing slash, e.g. `https://carnet.example/fhir`.
-    pub base_url: String,
+    pub services: Services,
     /// The largest request body accepted, after decompression.
     pub max_body_bytes: usize,
-    /// The most entries a transaction or batch Bundle may hold.
-    pub max_bundle_entries: usize,
     /// Bulk export: the worker's handle and settings.
     pub export: crate::export::Exporter,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.services
+    }
 }
 
 impl crate::export::Source for AppState {
@@ -43,34 +44,6 @@ impl crate::export::Source for AppState {
 
     fn base_url(&self) -> &str {
         &self.base_url
-    }
-}
-
-impl AppState {
-    /// Keeps what the server derives from stored resources current after a committed write of
-    /// `res_type` (`body` the new version, `None` for a deletion): an active SearchParameter,
-    /// or any change while definitions are in force, changes the search parameters in force.
-    /// (Only drafts written while none is in force, such as HL7's examples, skip the reload.)
-    pub fn after_write(&self, res_type: &str, body: Option<&str>) {
-        if res_type != "SearchParameter" {
-            return;
-        }
-        if let Some(body) = body {
-            let Ok(resource) = crate::fhir::json::parse_strict(body.as_bytes()) else {
-                return;
-            };
-            if resource["status"] != "active" && !self.search.current().has_custom() {
-                return;
-            }
-        }
-        match self.search.reload(&self.store) {
-            Ok(pending) if !pending.is_empty() => log::info!(
-                "search parameters added on {}: searchable after POST [base]/$reindex",
-                pending.join(", ")
-            ),
-            Ok(_) => {}
-            Err(e) => log::error!("reloading the search parameters failed: {e}"),
-        }
     }
 }
 

@@ -74,13 +74,7 @@ pub fn prefer<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
         })
 }
 
-/// How much of the written resource to send back (`Prefer: return=...`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Return {
-    Minimal,
-    Representation,
-    OperationOutcome,
-}
+pub use crate::interaction::bundle::Return;
 
 pub fn prefer_return(req: &HttpRequest) -> Return {
     match prefer(req, "return") {

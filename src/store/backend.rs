@@ -142,9 +142,11 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for ConnectionSetup 
             // checkpointing every 10,000 WAL pages (40 MiB) instead of 1,000 copies a page that
             // many commits rewrote into the database once instead of many times. Sorts and
             // DISTINCTs of searches build their temporary B-trees in memory, not in files.
+            // The busy timeout comes first: a connection opened while another writes waits
+            // for the lock instead of failing on `journal_mode`.
             Backend::Sqlite => {
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
                  PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 10000; \
                  PRAGMA temp_store = MEMORY;"
             }

@@ -7,6 +7,7 @@ pub mod conditional;
 pub mod export;
 mod group_commit;
 mod history;
+pub mod import_progress;
 mod resources;
 mod schema;
 pub mod search;

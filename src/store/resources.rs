@@ -485,6 +485,7 @@ pub(super) fn create_many_in<E>(
     conn: &mut DbConnection,
     scope: &AccessScope,
     targets: &[(&str, &str)],
+    method: WriteMethod,
     prepare: &mut dyn FnMut(usize, i64, i64) -> Result<Prepared, E>,
 ) -> Result<Vec<Written>, (Option<usize>, WriteError<E>)> {
     let now = now_micros();
@@ -505,7 +506,7 @@ pub(super) fn create_many_in<E>(
         };
         (None, WriteError::Store(error))
     };
-    conn.transaction(|conn| insert_new(conn, targets, &prepared, now))
+    conn.transaction(|conn| insert_new(conn, targets, &prepared, now, method))
         .map_err(store_error)?;
     Ok(prepared
         .into_iter()
@@ -523,6 +524,7 @@ fn insert_new(
     targets: &[(&str, &str)],
     prepared: &[Prepared],
     now: i64,
+    method: WriteMethod,
 ) -> Result<(), DieselError> {
     let mut keys: std::collections::HashMap<(String, String), i64> =
         std::collections::HashMap::with_capacity(targets.len());
@@ -576,7 +578,7 @@ fn insert_new(
                     resource_version::res_type.eq(ty),
                     resource_version::res_id.eq(id),
                     resource_version::last_updated.eq(now),
-                    resource_version::method.eq("POST"),
+                    resource_version::method.eq(method.as_str()),
                     resource_version::body.eq(Some(prepared[i].body.as_str())),
                 )
             })
@@ -742,4 +744,28 @@ pub(super) fn version_columns() -> (
         resource_version::method,
         resource_version::body,
     )
+}
+
+/// Which of `targets` (`(type, id)`) have a row (live or deleted): one query per type and
+/// 500 ids, on the `(res_type, res_id)` unique index.
+pub(super) fn existing_in(
+    conn: &mut DbConnection,
+    targets: &[(&str, &str)],
+) -> Result<std::collections::HashSet<(String, String)>, StoreError> {
+    let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (ty, id) in targets {
+        by_type.entry(ty).or_default().push(id);
+    }
+    let mut found = std::collections::HashSet::new();
+    for (ty, ids) in by_type {
+        for chunk in ids.chunks(CREATES_PER_INSERT) {
+            let rows: Vec<String> = on_backend!(conn, c => resource::table
+                .filter(resource::res_type.eq(ty))
+                .filter(resource::res_id.eq_any(chunk))
+                .select(resource::res_id)
+                .load(c))?;
+            found.extend(rows.into_iter().map(|id| (ty.to_string(), id)));
+        }
+    }
+    Ok(found)
 }

@@ -182,3 +182,15 @@ diesel::table! {
         patient -> Text,
     }
 }
+
+diesel::table! {
+    import_progress (source) {
+        source -> Text,
+        size -> BigInt,
+        modified -> BigInt,
+        committed_bytes -> BigInt,
+        committed_lines -> BigInt,
+        done -> Bool,
+        updated -> BigInt,
+    }
+}

@@ -12,26 +12,14 @@ use super::resource::{
     resource_preparer, scope, write_error,
 };
 use crate::access::AccessScope;
-use crate::fhir::outcome::Issue;
-use crate::fhir::search::query::{self, SearchQuery};
+use crate::fhir::search::query::SearchQuery;
 use crate::http::error::ApiError;
 use crate::http::negotiate::reply_format;
 use crate::http::request::{prefer, version_header};
 use crate::http::AppState;
+use crate::interaction::criteria::{parse_criteria, several, update_target};
 use crate::store::conditional::{ConditionalError, Resolved};
 use crate::store::{Deletion, WriteMethod, WriteTarget, Written};
-
-/// The result parameters that make no sense as conditions.
-const NOT_CRITERIA: &[&str] = &[
-    "_count",
-    "_sort",
-    "_total",
-    "_summary",
-    "_elements",
-    "_include",
-    "_revinclude",
-    "_cursor",
-];
 
 /// Parses conditional criteria (a query string) for `res_type`; 400 when they are invalid or
 /// select nothing in particular.
@@ -46,66 +34,11 @@ pub(super) fn criteria(
     parse_criteria(state, res_type, text, what, lenient)
 }
 
-/// [`criteria`] with the leniency given (`Prefer: handling=lenient`).
-pub(super) fn parse_criteria(
-    state: &AppState,
-    res_type: &str,
-    text: &str,
-    what: &str,
-    lenient: bool,
-) -> Result<SearchQuery, ApiError> {
-    let text = text.strip_prefix('?').unwrap_or(text);
-    let text = text.strip_prefix(&format!("{res_type}?")).unwrap_or(text);
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text).map_err(|e| {
-        ApiError::bad_request(Issue::error(
-            "invalid",
-            format!("{what}: malformed criteria: {e}"),
-        ))
-    })?;
-    if let Some((name, _)) = pairs
-        .iter()
-        .find(|(k, _)| NOT_CRITERIA.contains(&k.split(':').next().unwrap_or(k)))
-    {
-        return Err(ApiError::bad_request(
-            Issue::error(
-                "invalid",
-                format!("{what}: {name} is not a search criterion"),
-            )
-            .at(name.clone()),
-        ));
-    }
-    let parsed = query::parse(
-        &state.search.current(),
-        &[res_type],
-        &pairs,
-        &state.base_url,
-        lenient,
-    )
-    .map_err(super::search::query_error)?;
-    if parsed.clauses.is_empty() {
-        return Err(ApiError::bad_request(Issue::error(
-            "invalid",
-            format!("{what} needs search criteria, e.g. identifier=system|value"),
-        )));
-    }
-    Ok(parsed)
-}
-
 pub(super) fn conditional_error(e: ConditionalError<ApiError>) -> ApiError {
     match e {
         ConditionalError::Search(e) => e.into(),
         ConditionalError::Failed(e) => e,
     }
-}
-
-pub(super) fn several(what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::PRECONDITION_FAILED,
-        Issue::error(
-            "multiple-matches",
-            format!("{what}: the criteria match more than one resource; make them more selective"),
-        ),
-    )
 }
 
 /// What a conditional create did.
@@ -165,33 +98,6 @@ pub(super) fn create_if_none_exist(
             Resolved::Many => Err(several("If-None-Exist")),
         })
         .map_err(conditional_error)
-}
-
-/// The id a conditional update writes at, and whether it must be new: the match; when none,
-/// the body's id (which must then be new: an existing resource the criteria did not select is
-/// not this request's to overwrite, 409) or a server id.
-pub(super) fn update_target(
-    ty: &str,
-    resolved: Resolved,
-    body_id: Option<String>,
-) -> Result<(String, bool), ApiError> {
-    let created_at_body_id = resolved == Resolved::None && body_id.is_some();
-    let id = match (resolved, body_id) {
-        (Resolved::Many, _) => return Err(several("conditional update")),
-        (Resolved::One { res_id, .. }, Some(body)) if body != res_id => {
-            return Err(ApiError::bad_request(
-                Issue::error(
-                    "invalid",
-                    format!("the criteria match {ty}/{res_id} but the body has id {body:?}"),
-                )
-                .at(format!("{ty}.id")),
-            ))
-        }
-        (Resolved::One { res_id, .. }, _) => res_id,
-        (Resolved::None, Some(body)) => body,
-        (Resolved::None, None) => uuid::Uuid::new_v4().to_string(),
-    };
-    Ok((id, created_at_body_id))
 }
 
 /// `PUT [type]?criteria`: updates the one match, creates when none matches, 412 for several.

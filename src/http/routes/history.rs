@@ -5,11 +5,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::fhir::instant::parse_instant;
 use crate::fhir::outcome::Issue;
-use crate::http::bundle::history_bundle;
 use crate::http::error::ApiError;
 use crate::http::negotiate::reply_format;
 use crate::http::request::Params;
 use crate::http::AppState;
+use crate::interaction::bundle::history_bundle;
 use crate::store::{HistoryCursor, HistoryQuery};
 
 const DEFAULT_COUNT: i64 = 50;

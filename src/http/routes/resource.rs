@@ -10,10 +10,7 @@ use super::conditional::Created;
 use crate::access::AccessScope;
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::patch::JsonPatch;
-use std::sync::Arc;
-
-use crate::fhir::search;
-use crate::fhir::{compartment, json, meta, served, validate};
+use crate::fhir::{json, meta};
 use crate::http::error::ApiError;
 use crate::http::negotiate::{
     body_kind, reply_format, unsupported, wants_binary_resource, Body, Reply,
@@ -21,49 +18,15 @@ use crate::http::negotiate::{
 use crate::http::request::{prefer_return, read_body, version_header, Params, Return};
 use crate::http::response::{versioned, written, VersionInfo};
 use crate::http::AppState;
-use crate::store::search::index::IndexRows;
-use crate::store::{
-    Deletion, Prepared, Prior, Store, StoreError, WriteError, WriteMethod, WriteTarget, Written,
+pub(super) use crate::interaction::write::{
+    check_id, check_type, check_version, patch_preparer, patch_resource, patch_target,
+    resource_preparer, store_resource, validate, write_error,
 };
+use crate::store::{Deletion, Store, StoreError, WriteMethod, Written};
 
 /// The caller's scope. Until authorization exists every request may touch everything.
 pub(super) fn scope(_req: &HttpRequest) -> AccessScope {
     AccessScope::Everything
-}
-
-pub(super) fn check_type(res_type: &str) -> Result<(), ApiError> {
-    if served::is_served(res_type) {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(format!(
-            "unknown or unsupported resource type {res_type:?}; this server serves: {}",
-            served::served_types().join(", ")
-        )))
-    }
-}
-
-pub(super) fn check_id(id: &str) -> Result<(), ApiError> {
-    let valid = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(Issue::error(
-            "value",
-            format!("{id:?} is not a valid resource id: 1 to 64 characters among A-Z a-z 0-9 - ."),
-        )))
-    }
-}
-
-pub(super) fn check_version(text: &str) -> Result<i64, ApiError> {
-    text.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "{text:?} is not a version id of this server (1, 2, 3, ...)"
-        ))
-    })
 }
 
 /// Parses and validates a body as a resource of `res_type`; 400 naming every problem.
@@ -88,19 +51,6 @@ pub(super) fn parse_resource(
         Ok(resource)
     } else {
         Err(ApiError::with_issues(StatusCode::BAD_REQUEST, issues))
-    }
-}
-
-/// The problems of a resource about to be written: the R4 definitions' rules, then this
-/// server's (a SearchParameter must be one it can index).
-pub(super) fn validate(state: &AppState, resource: &Value) -> Vec<Issue> {
-    let issues = validate::validate_resource(state.definitions, resource);
-    if !issues.is_empty() || resource["resourceType"] != "SearchParameter" {
-        return issues;
-    }
-    match search::custom::definitions(resource, &state.search.current()) {
-        Ok(_) => Vec::new(),
-        Err(issues) => issues,
     }
 }
 
@@ -176,94 +126,6 @@ pub(super) fn answer(
         prefer_return(req),
         stored.body,
     )
-}
-
-/// The search index rows of a validated resource; failing here is a defect, not bad input.
-fn index_rows(state: &AppState, resource: &Value) -> Result<IndexRows, ApiError> {
-    let params = state.search.current();
-    let entries = search::index_entries(&params, resource, &state.base_url)
-        .map_err(|e| ApiError::internal(format!("indexing failed: {e}")))?;
-    let res_type = resource["resourceType"].as_str().unwrap_or_default();
-    Ok(state.store.index_rows(res_type, &entries)?)
-}
-
-/// Stamps `resource` (validated) with its id and the server's metadata and writes it.
-fn store_resource(
-    state: &AppState,
-    scope: &AccessScope,
-    mut resource: Value,
-    res_id: &str,
-    method: WriteMethod,
-    if_match: Option<i64>,
-) -> Result<Written, ApiError> {
-    let res_type = resource["resourceType"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let target = WriteTarget {
-        res_type: &res_type,
-        res_id,
-        method,
-        if_match,
-        must_be_new: method == WriteMethod::Post,
-        needs_current_body: false,
-    };
-    let mut prepare = resource_preparer(state, &mut resource, res_id)?;
-    state
-        .store
-        .write(scope, &target, &mut prepare)
-        .map_err(write_error)
-}
-
-/// What a write of the validated `resource` at `res_id` stores, once the store gives it its
-/// version and timestamp: the stamped body, its compartments and its search values.
-pub(super) fn resource_preparer<'a>(
-    state: &'a AppState,
-    resource: &'a mut Value,
-    res_id: &'a str,
-) -> Result<impl FnMut(Prior<'_>, i64, i64) -> Result<Prepared, ApiError> + 'a, ApiError> {
-    let (patients, index) = derive(state, resource, res_id)?;
-    Ok(stamper(resource, res_id, patients, index))
-}
-
-/// Sets the id of the validated `resource` and computes what its write stores besides the
-/// body: its patient compartments and its search index rows.
-// Indexed before the write: the store stamps only the version and timestamp, which no
-// indexed parameter reads, and the SQLite writer should not wait for the extraction.
-pub(super) fn derive(
-    state: &AppState,
-    resource: &mut Value,
-    res_id: &str,
-) -> Result<(Vec<String>, Arc<IndexRows>), ApiError> {
-    meta::set_id(resource, res_id);
-    let patients = compartment::patient_compartments(state.definitions, resource, &state.base_url);
-    let index = Arc::new(index_rows(state, resource)?);
-    Ok((patients, index))
-}
-
-/// The `prepare` of a write of `resource` (with what [`derive`] computed): stamps the version
-/// and timestamp the store assigns and serialises once.
-pub(super) fn stamper<'a>(
-    resource: &'a mut Value,
-    res_id: &'a str,
-    patients: Vec<String>,
-    index: Arc<IndexRows>,
-) -> impl FnMut(Prior<'_>, i64, i64) -> Result<Prepared, ApiError> + 'a {
-    move |_: Prior<'_>, version: i64, last_updated: i64| {
-        meta::stamp(resource, res_id, version, last_updated);
-        Ok(Prepared {
-            patients: patients.clone(),
-            index: index.clone(),
-            body: resource.to_string(),
-        })
-    }
-}
-
-pub(super) fn write_error(e: WriteError<ApiError>) -> ApiError {
-    match e {
-        WriteError::Store(e) => e.into(),
-        WriteError::Rejected(e) => e,
-    }
 }
 
 pub async fn create(
@@ -458,85 +320,6 @@ pub(super) async fn read_patch(
     let bytes = read_body(req, payload, state.max_body_bytes).await?;
     let document = json::parse_strict(&bytes).map_err(ApiError::bad_request)?;
     JsonPatch::parse(document).map_err(ApiError::bad_request)
-}
-
-/// Applies the patch to the current version under the write's row lock, so that no other
-/// writer can slip in between reading and writing.
-fn patch_resource(
-    state: &AppState,
-    scope: &AccessScope,
-    res_type: &str,
-    res_id: &str,
-    patch: JsonPatch,
-    if_match: Option<i64>,
-) -> Result<Written, ApiError> {
-    let target = patch_target(res_type, res_id, if_match);
-    let mut prepare = patch_preparer(state, res_type, res_id, &patch);
-    state
-        .store
-        .write(scope, &target, &mut prepare)
-        .map_err(write_error)
-}
-
-pub(super) fn patch_target<'a>(
-    res_type: &'a str,
-    res_id: &'a str,
-    if_match: Option<i64>,
-) -> WriteTarget<'a> {
-    WriteTarget {
-        res_type,
-        res_id,
-        method: WriteMethod::Patch,
-        if_match,
-        must_be_new: false,
-        needs_current_body: true,
-    }
-}
-
-/// The patched, validated, stamped new version, from the current one seen under the lock.
-pub(super) fn patch_preparer<'a>(
-    state: &'a AppState,
-    res_type: &'a str,
-    res_id: &'a str,
-    patch: &'a JsonPatch,
-) -> impl FnMut(Prior<'_>, i64, i64) -> Result<Prepared, ApiError> + 'a {
-    move |prior: Prior<'_>, version: i64, last_updated: i64| {
-        let body = match prior {
-            Prior::Absent => {
-                return Err(ApiError::not_found(format!(
-                    "{res_type}/{res_id} does not exist"
-                )))
-            }
-            Prior::Deleted => {
-                return Err(ApiError::gone(format!("{res_type}/{res_id} was deleted")))
-            }
-            Prior::Live(body) => body.unwrap_or_default(),
-        };
-        let current = json::parse_strict(body.as_bytes()).map_err(|e| {
-            ApiError::internal(format!(
-                "stored {res_type}/{res_id} is unreadable: {}",
-                e.diagnostics
-            ))
-        })?;
-        let mut patched = patch
-            .apply(&current)
-            .map_err(|issue| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issue))?;
-        let issues = validate(state, &patched);
-        if !issues.is_empty() {
-            return Err(ApiError::with_issues(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                issues,
-            ));
-        }
-        let patients =
-            compartment::patient_compartments(state.definitions, &patched, &state.base_url);
-        meta::stamp(&mut patched, res_id, version, last_updated);
-        Ok(Prepared {
-            patients,
-            index: Arc::new(index_rows(state, &patched)?),
-            body: patched.to_string(),
-        })
-    }
 }
 
 /// Runs a one-row lookup on the HTTP worker when a connection is free (the common case, and

@@ -9,20 +9,16 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::fhir::outcome::Issue;
-use crate::fhir::search::query::{self, QueryError, QueryErrorKind, SearchQuery, Summary};
-use crate::fhir::{json, served, summary};
-use crate::http::bundle::{search_bundle, SearchEntry};
+use crate::fhir::search::query::{self, SearchQuery, Summary};
+use crate::fhir::served;
 use crate::http::error::ApiError;
 use crate::http::negotiate::reply_format;
 use crate::http::request::{prefer, read_body, Params};
 use crate::http::AppState;
+use crate::interaction::bundle::{search_bundle, SearchEntry};
+use crate::interaction::criteria::{query_error, shape, DEFAULT_COUNT, MAX_COUNT, MAX_INCLUDED};
 use crate::store::search::cursor::SearchCursor;
 use crate::store::search::{SearchPage, SearchRequest};
-
-pub(super) const DEFAULT_COUNT: u32 = 50;
-pub const MAX_COUNT: u32 = 1000;
-/// Included resources per page beyond this are left out, with a warning in the Bundle.
-pub const MAX_INCLUDED: usize = 1000;
 
 /// `GET [type]?...`
 pub async fn type_get(
@@ -311,36 +307,6 @@ pub(super) async fn search(
     Ok(HttpResponse::Ok()
         .content_type(reply.content_type())
         .body(body))
-}
-
-/// The stored JSON, or its `_summary`/`_elements` subset.
-pub(super) fn shape(state: &AppState, query: &SearchQuery, body: &str) -> Result<String, ApiError> {
-    let subset = matches!(query.summary, Summary::True | Summary::Text | Summary::Data)
-        || !query.elements.is_empty();
-    if !subset {
-        return Ok(body.to_string());
-    }
-    let mut resource = json::parse_strict(body.as_bytes()).map_err(|e| {
-        ApiError::internal(format!(
-            "a stored resource is unreadable: {}",
-            e.diagnostics
-        ))
-    })?;
-    if query.summary != Summary::False {
-        summary::summarize(state.definitions, &mut resource, query.summary);
-    }
-    if !query.elements.is_empty() {
-        summary::keep_elements(state.definitions, &mut resource, &query.elements);
-    }
-    Ok(resource.to_string())
-}
-
-pub(super) fn query_error(e: QueryError) -> ApiError {
-    let code = match e.kind {
-        QueryErrorKind::Unknown | QueryErrorKind::NotSupported => "not-supported",
-        QueryErrorKind::Empty | QueryErrorKind::Invalid => "value",
-    };
-    ApiError::bad_request(Issue::error(code, e.message).at(e.param))
 }
 
 /// What a cursor is bound to: the searched path and the parameters as applied (`_count`

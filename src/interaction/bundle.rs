@@ -5,7 +5,18 @@ use crate::fhir::instant::format_instant;
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::store::Version;
 
-use super::response::etag;
+/// How much of the written resource to send back (`Prefer: return=...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Return {
+    Minimal,
+    Representation,
+    OperationOutcome,
+}
+
+/// The ETag of a version, `W/"3"`.
+fn etag(version: i64) -> String {
+    format!("W/\"{version}\"")
+}
 
 fn quote(text: &str) -> String {
     serde_json::Value::String(text.to_string()).to_string()

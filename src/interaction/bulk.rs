@@ -1,0 +1,181 @@
+//! Many single resources written in one transaction, each exactly as a REST `PUT
+//! [type]/[id]` (or `POST [type]` when it has no id) would write it: the bulk loader's unit
+//! of work. What needs no database ([`prepare`]: validation, id, compartments, index rows)
+//! runs before, on any thread; [`write_many`] then creates every new resource with one
+//! multi-row INSERT per table and updates the others one by one, under the row lock.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::write::{check_id, check_type, derive, stamper, validate, write_error};
+use super::{ApiError, Services};
+use crate::access::AccessScope;
+use crate::fhir::meta;
+use crate::store::search::index::IndexRows;
+use crate::store::transaction::Tx;
+use crate::store::{Prepared, StoreError, WriteError, WriteMethod, WriteTarget, Written};
+
+/// A resource ready to be written.
+pub struct PreparedWrite {
+    pub res_type: String,
+    pub res_id: String,
+    /// `Put` at the resource's own id; `Post` at a new server id when it had none.
+    pub method: WriteMethod,
+    resource: Value,
+    patients: Vec<String>,
+    index: Arc<IndexRows>,
+}
+
+/// Checks and prepares `resource` as `PUT [type]/[its id]` would (`POST [type]` without an
+/// id): a served type, a valid id, the R4 and server rules; then its compartments and index
+/// rows. Errors are what the REST interaction would answer.
+pub fn prepare(services: &Services, mut resource: Value) -> Result<PreparedWrite, ApiError> {
+    let res_type = match resource.get("resourceType").and_then(Value::as_str) {
+        Some(t) => t.to_string(),
+        None => {
+            return Err(ApiError::bad_request(
+                crate::fhir::outcome::Issue::error("required", "the resource has no resourceType")
+                    .at("resourceType"),
+            ))
+        }
+    };
+    check_type(&res_type)?;
+    let (res_id, method) = match resource.get("id").and_then(Value::as_str) {
+        Some(id) => {
+            check_id(id)?;
+            (id.to_string(), WriteMethod::Put)
+        }
+        None => (uuid::Uuid::new_v4().to_string(), WriteMethod::Post),
+    };
+    let issues = validate(services, &resource);
+    if !issues.is_empty() {
+        return Err(ApiError::with_issues(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            issues,
+        ));
+    }
+    let (patients, index) = derive(services, &mut resource, &res_id)?;
+    Ok(PreparedWrite {
+        res_type,
+        res_id,
+        method,
+        resource,
+        patients,
+        index,
+    })
+}
+
+/// Writes `items` inside `tx`. New resources (ids not in the database, first occurrence in
+/// `items`) are created together; the rest are updates, each in its own savepoint. Returns
+/// each item's outcome, in order; an `Err` of the whole is a database failure.
+pub fn write_many(
+    tx: &mut Tx<'_>,
+    scope: &AccessScope,
+    items: &mut [PreparedWrite],
+) -> Result<Vec<Result<Written, ApiError>>, StoreError> {
+    let named: Vec<(&str, &str)> = items
+        .iter()
+        .filter(|w| w.method == WriteMethod::Put)
+        .map(|w| (w.res_type.as_str(), w.res_id.as_str()))
+        .collect();
+    let existing = if named.is_empty() {
+        Default::default()
+    } else {
+        tx.existing(&named)?
+    };
+    // New resources, at most once each; later occurrences of an id update it.
+    let mut seen = std::collections::HashSet::new();
+    let mut fresh: Vec<usize> = Vec::new();
+    let mut updates: Vec<usize> = Vec::new();
+    for (i, w) in items.iter().enumerate() {
+        let key = (w.res_type.clone(), w.res_id.clone());
+        if !existing.contains(&key) && seen.insert(key) {
+            fresh.push(i);
+        } else {
+            updates.push(i);
+        }
+    }
+    let mut results: Vec<Option<Result<Written, ApiError>>> =
+        (0..items.len()).map(|_| None).collect();
+    for method in [WriteMethod::Post, WriteMethod::Put] {
+        let group: Vec<usize> = fresh
+            .iter()
+            .copied()
+            .filter(|&i| items[i].method == method)
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        match create_group(tx, scope, items, &group, method) {
+            Ok(written) => {
+                for (k, w) in written.into_iter().enumerate() {
+                    results[group[k]] = Some(Ok(w));
+                }
+            }
+            // Created meanwhile by someone else, or one resource refused: one by one.
+            Err(_) => updates.extend(group),
+        }
+    }
+    updates.sort_unstable();
+    for i in updates {
+        let w = &mut items[i];
+        let result = tx.savepoint(|tx| write_one(tx, scope, w));
+        results[i] = Some(result);
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(ApiError::internal("not written"))))
+        .collect())
+}
+
+fn create_group(
+    tx: &mut Tx<'_>,
+    scope: &AccessScope,
+    items: &mut [PreparedWrite],
+    group: &[usize],
+    method: WriteMethod,
+) -> Result<Vec<Written>, ApiError> {
+    let ids: Vec<(String, String)> = group
+        .iter()
+        .map(|&i| (items[i].res_type.clone(), items[i].res_id.clone()))
+        .collect();
+    let targets: Vec<(&str, &str)> = ids.iter().map(|(t, i)| (t.as_str(), i.as_str())).collect();
+    let mut prepare = |k: usize, version: i64, last_updated: i64| -> Result<Prepared, ApiError> {
+        let w = &mut items[group[k]];
+        meta::stamp(&mut w.resource, &w.res_id, version, last_updated);
+        Ok(Prepared {
+            patients: w.patients.clone(),
+            index: w.index.clone(),
+            body: w.resource.to_string(),
+        })
+    };
+    let created = match method {
+        WriteMethod::Post => tx.create_many(scope, &targets, &mut prepare),
+        _ => tx.create_many_at(scope, &targets, &mut prepare),
+    };
+    created.map_err(|(_, e)| write_error(e))
+}
+
+fn write_one(
+    tx: &mut Tx<'_>,
+    scope: &AccessScope,
+    w: &mut PreparedWrite,
+) -> Result<Written, ApiError> {
+    let target = WriteTarget {
+        res_type: &w.res_type,
+        res_id: &w.res_id,
+        method: w.method,
+        if_match: None,
+        must_be_new: w.method == WriteMethod::Post,
+        needs_current_body: false,
+    };
+    let mut prepare = stamper(
+        &mut w.resource,
+        &w.res_id,
+        w.patients.clone(),
+        w.index.clone(),
+    );
+    tx.write(scope, &target, &mut prepare)
+        .map_err(|e: WriteError<ApiError>| write_error(e))
+}

@@ -1,0 +1,121 @@
+//! The failure of an interaction, whichever door it came through: a status and the issues
+//! that explain it, rendered as an OperationOutcome (by `http::error` for REST, in the report
+//! of `carnet import`). The status is an HTTP status because FHIR speaks in them, in Bundle
+//! responses too.
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+
+use crate::fhir::outcome::Issue;
+use crate::store::search::SearchError;
+use crate::store::StoreError;
+
+/// A failed request: a status and the issues explaining it.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub issues: Vec<Issue>,
+    /// For 405: the methods the path does allow.
+    pub allow: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, issue: Issue) -> ApiError {
+        ApiError {
+            status,
+            issues: vec![issue],
+            allow: None,
+        }
+    }
+
+    pub fn with_issues(status: StatusCode, issues: Vec<Issue>) -> ApiError {
+        ApiError {
+            status,
+            issues,
+            allow: None,
+        }
+    }
+
+    pub fn bad_request(issue: Issue) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, issue)
+    }
+
+    pub fn not_found(diagnostics: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            Issue::error("not-found", diagnostics),
+        )
+    }
+
+    pub fn gone(diagnostics: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::GONE, Issue::error("deleted", diagnostics))
+    }
+
+    pub fn method_not_allowed(method: &str, path: &str, allow: String) -> ApiError {
+        ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            issues: vec![Issue::error(
+                "not-supported",
+                format!("{method} is not supported on {path}; allowed: {allow}"),
+            )],
+            allow: Some(allow),
+        }
+    }
+
+    pub fn internal(diagnostics: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Issue::error("exception", diagnostics),
+        )
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let first = self
+            .issues
+            .first()
+            .map(|i| i.diagnostics.as_str())
+            .unwrap_or("");
+        write!(f, "{}: {}", self.status, first)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        let (status, code) = match &e {
+            StoreError::VersionConflict { .. } => (StatusCode::PRECONDITION_FAILED, "conflict"),
+            StoreError::AlreadyExists => (StatusCode::CONFLICT, "duplicate"),
+            StoreError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            StoreError::Contention => (StatusCode::CONFLICT, "transient"),
+            StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "transient"),
+            StoreError::Config(_)
+            | StoreError::Migration(_)
+            | StoreError::Database(_)
+            | StoreError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "exception"),
+        };
+        // Database and configuration details stay in the log, not in answers to clients.
+        let diagnostics = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            log::error!("{e}");
+            "internal error; the server log has the details".to_string()
+        } else {
+            e.to_string()
+        };
+        ApiError::new(status, Issue::error(code, diagnostics))
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(e: SearchError) -> ApiError {
+        match e {
+            SearchError::Store(e) => e.into(),
+            SearchError::Plan(e) => {
+                ApiError::bad_request(Issue::error("not-supported", e.to_string()))
+            }
+            SearchError::BadCursor => {
+                ApiError::bad_request(Issue::error("value", e.to_string()).at("_cursor"))
+            }
+        }
+    }
+}
