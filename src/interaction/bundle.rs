@@ -3,6 +3,7 @@
 
 use crate::fhir::instant::format_instant;
 use crate::fhir::outcome::{operation_outcome, Issue};
+use crate::store::search::SearchPage;
 use crate::store::Version;
 
 /// How much of the written resource to send back (`Prefer: return=...`).
@@ -62,6 +63,29 @@ pub struct SearchEntry<'a> {
     pub body: String,
     /// `match` or `include`.
     pub mode: &'static str,
+}
+
+impl<'a> SearchEntry<'a> {
+    /// The entries of a search page: its matches, then its included resources, each body as
+    /// `shape` makes it (`_summary`, `_elements`).
+    pub fn of_page<E>(
+        page: &'a SearchPage,
+        mut shape: impl FnMut(&str) -> Result<String, E>,
+    ) -> Result<Vec<SearchEntry<'a>>, E> {
+        let matches = page.matches.iter().map(|f| (f, "match"));
+        let included = page.included.iter().map(|f| (f, "include"));
+        matches
+            .chain(included)
+            .map(|(found, mode)| {
+                Ok(SearchEntry {
+                    res_type: &found.res_type,
+                    res_id: &found.res_id,
+                    body: shape(&found.body)?,
+                    mode,
+                })
+            })
+            .collect()
+    }
 }
 
 /// A `searchset` Bundle: matches, then included resources, then an OperationOutcome entry

@@ -1235,20 +1235,7 @@ fn read(
                 max_included: MAX_SEARCH_COUNT as usize,
             };
             let page = tx.search(scope, &request)?;
-            let mut entries = Vec::with_capacity(page.matches.len() + page.included.len());
-            for (found, mode) in page
-                .matches
-                .iter()
-                .map(|f| (f, "match"))
-                .chain(page.included.iter().map(|f| (f, "include")))
-            {
-                entries.push(SearchEntry {
-                    res_type: &found.res_type,
-                    res_id: &found.res_id,
-                    body: shape(state, query, &found.body)?,
-                    mode,
-                });
-            }
+            let entries = SearchEntry::of_page(&page, |body| shape(state, query, body))?;
             let applied = serde_urlencoded::to_string(&query.applied).unwrap_or_default();
             let self_link = format!("{}/{ty}?{applied}", state.base_url);
             let bundle = search_bundle(

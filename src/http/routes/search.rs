@@ -281,20 +281,7 @@ pub(super) async fn search(
         });
     }
     let shape = |body: &str| -> Result<String, ApiError> { shape(&state, &parsed, body) };
-    let mut entries = Vec::with_capacity(page.matches.len() + page.included.len());
-    for (found, mode) in page
-        .matches
-        .iter()
-        .map(|f| (f, "match"))
-        .chain(page.included.iter().map(|f| (f, "include")))
-    {
-        entries.push(SearchEntry {
-            res_type: &found.res_type,
-            res_id: &found.res_id,
-            body: shape(&found.body)?,
-            mode,
-        });
-    }
+    let entries = SearchEntry::of_page(&page, shape)?;
     let body = search_bundle(
         &state.base_url,
         &self_link,
