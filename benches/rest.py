@@ -49,11 +49,11 @@ def patient(i):
 
 
 class Server:
-    def __init__(self, database_url):
+    def __init__(self, database_url, extra_args=()):
         self.database_url = database_url
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [BINARY, "serve", "--listen", "127.0.0.1:0", "--database-url", database_url],
+            [BINARY, "serve", "--listen", "127.0.0.1:0", "--database-url", database_url, *extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             env={**os.environ, "CARNET_LOG": "warn"},
         )
@@ -244,7 +244,8 @@ def main():
     # same file: keep them.
     if os.path.exists(args.out):
         previous = open(args.out).read()
-        marks = [previous.index(m) for m in ("<!-- search.py: begin", "<!-- transaction.py: begin") if m in previous]
+        marks = [previous.index(m) for m in ("<!-- search.py: begin", "<!-- transaction.py: begin",
+                                             "<!-- export.py: begin", "## carnet import") if m in previous]
         if marks:
             text += "\n\n" + previous[min(marks):].rstrip("\n")
     with open(args.out, "w") as f:
