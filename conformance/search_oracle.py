@@ -613,7 +613,8 @@ def evaluate_clause(index: Index, rtype: str, name: str, raw: str) -> set[str]:
         targets = [ttype] if ttype else list(param.target)
         out = set()
         for t in targets:
-            if t not in index.params:
+            # A target type without the chained parameter (Group has no `family`) adds nothing.
+            if t not in index.params or tail.split(".", 1)[0].split(":", 1)[0] not in index.params[t]:
                 continue
             matched = evaluate_clause(index, t, tail, raw)
             for rid in all_ids:

@@ -24,27 +24,11 @@ REPO = HERE.parent
 FHIR_JSON = "application/fhir+json"
 JSON_PATCH = "application/json-patch+json"
 
-# The 19 resource types that the server serves (see the issue that introduced the REST API).
-SERVED_TYPES = (
-    "Patient",
-    "Practitioner",
-    "PractitionerRole",
-    "Organization",
-    "RelatedPerson",
-    "Device",
-    "DocumentReference",
-    "Binary",
-    "Observation",
-    "AllergyIntolerance",
-    "Condition",
-    "MedicationStatement",
-    "Immunization",
-    "Appointment",
-    "Consent",
-    "Provenance",
-    "List",
-    "Communication",
-    "AuditEvent",
+# The resource types that the server serves: the server's own list.
+SERVED_TYPES = tuple(
+    line.strip()
+    for line in (REPO / "fhir-profiles" / "served-types.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
 )
 
 # Timeout (seconds) for one HTTP exchange with the server under test.

@@ -109,6 +109,18 @@ def check_example(fhir, path: Path, raw: bytes, resource: dict) -> list[str]:
     return problems
 
 
+# Official examples that break R4's own rules; the server must refuse them (400), not store them.
+KNOWN_INVALID = {
+    **{
+        f"SearchParameter-{kind}-extensions-{ty}-{code}.json": "no `base` (SearchParameter.base is 1..*)"
+        for kind, ty in (("codesystem", "CodeSystem"), ("valueset", "ValueSet"))
+        for code in ("author", "effective", "end", "keyword", "workflow")
+    },
+    "SearchParameter-questionnaireresponse-extensions-QuestionnaireResponse-item-subject.json":
+        "an id of 67 characters (R4 ids are at most 64)",
+}
+
+
 def test_hl7_examples_round_trip(server, fhir, hl7_examples):
     examples = served_examples(hl7_examples)
     per_type = Counter(res["resourceType"] for _, _, res in examples)
@@ -119,6 +131,11 @@ def test_hl7_examples_round_trip(server, fhir, hl7_examples):
 
     failures: list[str] = []
     for path, raw, resource in examples:
+        if path.name in KNOWN_INVALID:
+            resp = fhir.request("PUT", f"{resource['resourceType']}/{resource['id']}", body=raw)
+            if resp.status_code != 400:
+                failures.append(f"{path.name}: {KNOWN_INVALID[path.name]}, yet answered {resp.status_code}")
+            continue
         problems = check_example(fhir, path, raw, resource)
         if problems:
             failures.append(f"{path.name}:\n    " + "\n    ".join(problems))

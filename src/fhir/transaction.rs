@@ -512,6 +512,40 @@ impl References {
         self.walk(resource, base, &mut path)
     }
 
+    /// As [`References::rewrite`] in a JSON Patch document: inside each operation's `value`,
+    /// and the `value` itself when it is a string set at a `.../reference` or `.../url` path.
+    pub fn rewrite_patch(
+        &self,
+        document: &mut Value,
+        full_url: Option<&str>,
+        base_url: &str,
+    ) -> Result<(), Issue> {
+        let base = full_url
+            .and_then(split_absolute)
+            .map_or(base_url.trim_end_matches('/'), |(b, _)| b);
+        let Some(operations) = document.as_array_mut() else {
+            return Ok(());
+        };
+        for (i, operation) in operations.iter_mut().enumerate() {
+            let target = operation
+                .get("path")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let mut path = format!("[{i}].value");
+            match operation.get_mut("value") {
+                Some(Value::String(text))
+                    if target.ends_with("/reference") || target.ends_with("/url") =>
+                {
+                    self.rewrite_value(text, base, &path, target.ends_with("/reference"))?
+                }
+                Some(value) => self.walk(value, base, &mut path)?,
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
     fn walk(&self, value: &mut Value, base: &str, path: &mut String) -> Result<(), Issue> {
         match value {
             Value::Object(object) => {
@@ -953,6 +987,25 @@ mod tests {
         assert_eq!(patch_document(&fhirpath).unwrap_err().code, "not-supported");
         let bad = json!({"resourceType": "Binary", "contentType": "application/json-patch+json", "data": "!!"});
         assert!(patch_document(&bad).is_err());
+    }
+
+    #[test]
+    fn patch_values_are_rewritten() {
+        let mut refs = References::new();
+        refs.map_full_url("urn:uuid:p", "Patient/new-p".into());
+        let mut patch = json!([
+            {"op": "replace", "path": "/subject/reference", "value": "urn:uuid:p"},
+            {"op": "add", "path": "/performer/-", "value": {"reference": "urn:uuid:p"}},
+            {"op": "replace", "path": "/status", "value": "urn:uuid:p"}
+        ]);
+        refs.rewrite_patch(&mut patch, None, BASE).unwrap();
+        assert_eq!(patch[0]["value"], "Patient/new-p");
+        assert_eq!(patch[1]["value"]["reference"], "Patient/new-p");
+        // Not a reference: left as written.
+        assert_eq!(patch[2]["value"], "urn:uuid:p");
+        let mut unknown =
+            json!([{"op": "replace", "path": "/subject/reference", "value": "urn:uuid:nobody"}]);
+        assert!(refs.rewrite_patch(&mut unknown, None, BASE).is_err());
     }
 
     #[test]

@@ -762,19 +762,22 @@ fn map_and_rewrite(
     }
     for p in planned.iter_mut() {
         let full_url = p.full_url.clone();
-        let (value, derive_id) = match &mut p.op {
-            Op::Create { resource, .. } if p.existing.is_none() => (resource, p.id.clone()),
-            Op::Update { resource, .. } => (resource, p.id.clone()),
-            Op::Patch { document, .. } => (document, None),
+        let (value, derive_id, is_patch) = match &mut p.op {
+            Op::Create { resource, .. } if p.existing.is_none() => (resource, p.id.clone(), false),
+            Op::Update { resource, .. } => (resource, p.id.clone(), false),
+            Op::Patch { document, .. } => (document, None, true),
             _ => continue,
         };
         let failed = |e: ApiError| Failed {
             entry: Some((p.index, full_url.clone(), p.res_type.clone())),
             error: e,
         };
-        references
-            .rewrite(value, full_url.as_deref(), &state.base_url)
-            .map_err(|issue| failed(ApiError::bad_request(issue)))?;
+        let rewritten = if is_patch {
+            references.rewrite_patch(value, full_url.as_deref(), &state.base_url)
+        } else {
+            references.rewrite(value, full_url.as_deref(), &state.base_url)
+        };
+        rewritten.map_err(|issue| failed(ApiError::bad_request(issue)))?;
         if let Some(id) = derive_id {
             p.derived = Some(derive(state, value, &id).map_err(failed)?);
         }
