@@ -105,6 +105,9 @@ class CarnetServer:
             self.database_url,
             "--base-url",
             self.public_base,
+            # Export files next to the test's logs, not in the working directory.
+            "--export-dir",
+            str(self.stderr_path.parent / "export"),
         ]
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
