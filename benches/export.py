@@ -89,13 +89,7 @@ def main():
         lines.append(f"| {r['backend']} | {r['resources']:,} | {r['seconds']:.1f} | {r['rate']:,.0f} | {r['mib']:,.0f} MiB in {r['files']} files |")
     lines += ["", MARK_END]
     text = "\n".join(lines)
-    previous = open(args.out).read() if os.path.exists(args.out) else ""
-    if MARK_BEGIN in previous and MARK_END in previous:
-        previous = previous[:previous.index(MARK_BEGIN)] + text + previous[previous.index(MARK_END) + len(MARK_END):]
-    else:
-        previous = previous.rstrip() + "\n\n" + text + "\n"
-    with open(args.out, "w") as f:
-        f.write(previous)
+    rest.write_section(args.out, MARK_BEGIN, MARK_END, text)
     print(text)
 
 

@@ -156,6 +156,18 @@ def machine():
     }
 
 
+def write_section(path, begin, end, text):
+    """Puts `text` (which starts with `begin` and ends with `end`) in place of the section between
+    those marks in `path`, or at its end: each benchmark script owns its marked section."""
+    previous = open(path).read() if os.path.exists(path) else ""
+    if begin in previous and end in previous:
+        previous = previous[:previous.index(begin)] + text + previous[previous.index(end) + len(end):]
+    else:
+        previous = previous.rstrip() + "\n\n" + text + "\n"
+    with open(path, "w") as f:
+        f.write(previous)
+
+
 def check(value, target, higher_is_better=True):
     ok = value >= target if higher_is_better else value <= target
     return "met" if ok else "**missed**"

@@ -118,13 +118,7 @@ def main():
     for r in results:
         print(json.dumps(r), file=sys.stderr)
     text = section(results, rest.machine(), args)
-    previous = open(args.out).read() if os.path.exists(args.out) else ""
-    if MARK_BEGIN in previous and MARK_END in previous:
-        previous = previous[:previous.index(MARK_BEGIN)] + text + previous[previous.index(MARK_END) + len(MARK_END):]
-    else:
-        previous = previous.rstrip() + "\n\n" + text + "\n"
-    with open(args.out, "w") as f:
-        f.write(previous)
+    rest.write_section(args.out, MARK_BEGIN, MARK_END, text)
     print(text)
 
 

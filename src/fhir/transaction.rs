@@ -500,9 +500,7 @@ impl References {
         full_url: Option<&str>,
         base_url: &str,
     ) -> Result<(), Issue> {
-        let base = full_url
-            .and_then(split_absolute)
-            .map_or(base_url.trim_end_matches('/'), |(b, _)| b);
+        let base = entry_base(full_url, base_url);
         let ty = resource
             .get("resourceType")
             .and_then(Value::as_str)
@@ -520,9 +518,7 @@ impl References {
         full_url: Option<&str>,
         base_url: &str,
     ) -> Result<(), Issue> {
-        let base = full_url
-            .and_then(split_absolute)
-            .map_or(base_url.trim_end_matches('/'), |(b, _)| b);
+        let base = entry_base(full_url, base_url);
         let Some(operations) = document.as_array_mut() else {
             return Ok(());
         };
@@ -701,6 +697,14 @@ pub fn conditional_references(resource: &Value) -> Vec<String> {
     let mut out = Vec::new();
     walk(resource, &mut std::collections::HashSet::new(), &mut out);
     out
+}
+
+/// The base relative references of an entry are read against: its absolute fullUrl's, or
+/// this server's.
+fn entry_base<'a>(full_url: Option<&'a str>, base_url: &'a str) -> &'a str {
+    full_url
+        .and_then(split_absolute)
+        .map_or(base_url.trim_end_matches('/'), |(b, _)| b)
 }
 
 /// `(base, Type/id)` of an absolute fullUrl ending in a resource type and an id
