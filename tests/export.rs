@@ -278,6 +278,30 @@ fn export(server: &Server, path: &str) -> (Value, BTreeMap<String, String>) {
     (manifest, files)
 }
 
+/// The resources the manifest's `deleted` files list (`Type/id`, sorted), checking that each
+/// line is a transaction Bundle of one `DELETE`.
+fn deleted(server: &Server, manifest: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for file in manifest["deleted"].as_array().expect("a deleted array") {
+        assert_eq!(file["type"], "Bundle");
+        let text = server.get(file["url"].as_str().unwrap()).text();
+        assert_eq!(text.lines().count() as u64, file["count"].as_u64().unwrap());
+        for line in text.lines() {
+            let bundle: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(bundle["type"], "transaction");
+            assert_eq!(bundle["entry"][0]["request"]["method"], "DELETE");
+            out.push(
+                bundle["entry"][0]["request"]["url"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
 fn keys(files: &BTreeMap<String, String>) -> Vec<&str> {
     files.keys().map(String::as_str).collect()
 }
@@ -392,6 +416,96 @@ export_tests! {
         assert!(parts.iter().all(|p| p["type"] == "Observation"));
         let urls: BTreeSet<&str> = parts.iter().map(|p| p["url"].as_str().unwrap()).collect();
         assert_eq!(urls.len(), parts.len());
+    }
+
+    fn deletions_since_and_lenient_warnings_are_in_the_manifest(backend: Backend) {
+        let e = Exporting::start(backend, &[]);
+        let server = e.server();
+        seed(server);
+        put(server, observation("o9", "p1", WEIGHT, "70"));
+        assert_eq!(server.delete("/Observation/o9").status, 204);
+        std::thread::sleep(Duration::from_millis(5));
+        put(server, patient("p5"));
+        let since = server.get("/Patient/p5").ok_json()["meta"]["lastUpdated"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        std::thread::sleep(Duration::from_millis(5));
+        // After `_since`: o1 and c1 deleted; o2 deleted then created again; o7 created and
+        // deleted; o9 was deleted before.
+        for path in ["/Observation/o1", "/Condition/c1", "/Observation/o2"] {
+            assert_eq!(server.delete(path).status, 204, "{path}");
+        }
+        put(server, observation("o2", "p1", HEIGHT, "181"));
+        put(server, observation("o7", "p3", WEIGHT, "61"));
+        assert_eq!(server.delete("/Observation/o7").status, 204);
+
+        let since = urlencode(&since);
+        let (manifest, files) = export(server, &format!("/$export?_since={since}"));
+        assert_eq!(keys(&files), ["Observation/o2"]);
+        assert_eq!(deleted(server, &manifest), ["Condition/c1", "Observation/o1", "Observation/o7"]);
+        assert_eq!(manifest["error"], json!([]));
+        // Levels and `_type` apply to deletions too.
+        let (manifest, _) = export(server, &format!("/Group/g1/$export?_since={since}"));
+        assert_eq!(deleted(server, &manifest), ["Condition/c1", "Observation/o1"]);
+        let (manifest, _) = export(server, &format!("/Patient/$export?_type=Observation&_since={since}"));
+        assert_eq!(deleted(server, &manifest), ["Observation/o1", "Observation/o7"]);
+        // Without `_since` there is nothing to be deleted relative to.
+        let (manifest, _) = export(server, "/$export?_type=Observation");
+        assert!(manifest.get("deleted").is_none(), "{manifest}");
+
+        // What lenient handling ignored is reported in the error file.
+        let filter = urlencode(&format!("Observation?code={LOINC}|{WEIGHT}"));
+        let status = accepted(
+            &server
+                .request("GET", &format!("/$export?_type=Patient,Nope&_elements=id&_typeFilter={filter}"))
+                .header("Prefer", "respond-async, handling=lenient")
+                .send(),
+        );
+        let (manifest, _) = wait(server, &status, None);
+        assert_eq!(download(server, &manifest, None).len(), 4);
+        let errors = manifest["error"].as_array().unwrap();
+        assert_eq!(errors.len(), 1, "{manifest}");
+        assert_eq!(errors[0]["type"], "OperationOutcome");
+        assert_eq!(errors[0]["count"], 3);
+        let text = server.get(errors[0]["url"].as_str().unwrap()).text();
+        let diagnostics: Vec<String> = text
+            .lines()
+            .map(|line| {
+                let outcome: Value = serde_json::from_str(line).unwrap();
+                assert_eq!(outcome["resourceType"], "OperationOutcome");
+                assert_eq!(outcome["issue"][0]["severity"], "warning");
+                outcome["issue"][0]["diagnostics"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert!(diagnostics[0].contains("_elements"), "{diagnostics:?}");
+        assert!(diagnostics[1].contains("Nope"), "{diagnostics:?}");
+        assert!(diagnostics[2].contains("_typeFilter"), "{diagnostics:?}");
+    }
+
+    fn group_members_added_after_since_are_exported_whole(backend: Backend) {
+        let e = Exporting::start(backend, &[]);
+        let server = e.server();
+        seed(server);
+        let since = server.get("/Group/g1").ok_json()["meta"]["lastUpdated"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        std::thread::sleep(Duration::from_millis(5));
+        put(server, observation("o6", "p1", HEIGHT, "150"));
+        // p3 becomes active: the client has none of its data yet.
+        put(
+            server,
+            json!({"resourceType": "Group", "id": "g1", "type": "person", "actual": true,
+                   "member": [{"entity": {"reference": "Patient/p1"}},
+                              {"entity": {"reference": "Patient/p2"}},
+                              {"entity": {"reference": "Patient/p3"}}]}),
+        );
+        let (_, files) = export(server, &format!("/Group/g1/$export?_since={}", urlencode(&since)));
+        assert_eq!(keys(&files), ["Group/g1", "Observation/o4", "Observation/o5", "Observation/o6", "Patient/p3"]);
+        // Before the Group existed, every member is new.
+        let (_, files) = export(server, "/Group/g1/$export?_since=2000-01-01T00:00:00Z");
+        assert_eq!(files.len(), compartments(server, &["p1", "p2", "p3"]).len());
     }
 
     fn patient_and_group_levels_hold_exactly_the_compartments(backend: Backend) {

@@ -18,10 +18,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::search::query::{self, SearchQuery, Summary, Total};
 use crate::fhir::search::SearchParams;
 use crate::fhir::served;
-use crate::store::export::{ExportCheckpoint, ExportFile, ExportJob, ExportQuery, ExportStatus};
+use crate::store::export::{
+    ExportCheckpoint, ExportFile, ExportJob, ExportQuery, ExportSpec, ExportStatus, FileKind,
+};
 use crate::store::{Store, StoreError};
 
 /// Checkpoints are written at least this often while a type is being exported.
@@ -147,9 +150,56 @@ impl Exporter {
     }
 }
 
-/// The file name of part `part` of a type's export.
-pub fn file_name(res_type: &str, part: i32) -> String {
-    format!("{res_type}-{part}.ndjson")
+/// The steps of a job, in order, numbered by its checkpoint's `type_index`: each type's
+/// resources, then (with `_since`) each type's deletions, then the kick-off's warnings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// The type's resources: `[Type]-[part].ndjson`, in the manifest's `output`.
+    Output(&'a str),
+    /// The type's deletions since `_since`: `deleted-[Type]-[part].ndjson`, in `deleted`.
+    Deleted(&'a str),
+    /// What the kick-off ignored: `errors-[part].ndjson`, in `error`.
+    Messages,
+}
+
+impl<'a> Step<'a> {
+    /// Step `index` of `spec`; `None` past the last.
+    pub fn at(spec: &'a ExportSpec, index: i32) -> Option<Step<'a>> {
+        let n = spec.types.len();
+        let i = usize::try_from(index).ok()?;
+        match i {
+            _ if i < n => Some(Step::Output(&spec.types[i])),
+            _ if i < 2 * n => Some(Step::Deleted(&spec.types[i - n])),
+            _ if i == 2 * n => Some(Step::Messages),
+            _ => None,
+        }
+    }
+
+    /// The file name of part `part` of this step.
+    pub fn file_name(self, part: i32) -> String {
+        match self {
+            Step::Output(res_type) => format!("{res_type}-{part}.ndjson"),
+            Step::Deleted(res_type) => format!("deleted-{res_type}-{part}.ndjson"),
+            Step::Messages => format!("errors-{part}.ndjson"),
+        }
+    }
+
+    fn kind(self) -> FileKind {
+        match self {
+            Step::Output(_) => FileKind::Output,
+            Step::Deleted(_) => FileKind::Deleted,
+            Step::Messages => FileKind::Error,
+        }
+    }
+
+    /// The resource type of the step's lines, for the manifest.
+    fn line_type(self) -> &'a str {
+        match self {
+            Step::Output(res_type) => res_type,
+            Step::Deleted(_) => "Bundle",
+            Step::Messages => "OperationOutcome",
+        }
+    }
 }
 
 /// Reads one `_typeFilter` value, `Type?query`, into a search of that type. The query takes the
@@ -339,9 +389,9 @@ impl Worker {
             let resumed = job.status == ExportStatus::Running;
             if resumed {
                 log::info!(
-                    "export job {id}: resuming at type {} of {}, {} resources written",
+                    "export job {id}: resuming at step {} ({:?}), {} resources written",
                     job.checkpoint.type_index + 1,
-                    job.types.len(),
+                    Step::at(&job.spec, job.checkpoint.type_index),
                     job.checkpoint.exported
                 );
             }
@@ -372,97 +422,108 @@ impl Worker {
         Ok(false)
     }
 
+    /// Records progress (and a finished file); stops the job when it was cancelled.
+    fn checkpoint(
+        &self,
+        job: &str,
+        cp: &ExportCheckpoint,
+        file: Option<&ExportFile>,
+    ) -> Result<(), Stop> {
+        match self.store().checkpoint_export_job(job, cp, file)? {
+            true => Ok(()),
+            false => Err(Stop::Cancelled),
+        }
+    }
+
     /// Runs a job from its checkpoint to its end; returns how many resources it holds.
     fn export(&self, job: &ExportJob) -> Result<i64, Stop> {
-        let settings = self.exporter.settings();
+        let spec = &job.spec;
         let params = self.source.search_params();
         let mut filters: Vec<SearchQuery> = Vec::new();
-        for text in &job.type_filters {
+        for text in &spec.type_filters {
             filters.push(
                 parse_type_filter(&params, self.source.base_url(), text).map_err(Stop::Failed)?,
             );
         }
-        let dir = self.exporter.job_dir(&job.id);
         let mut cp = job.checkpoint.clone();
         if cp.file_part < 1 {
             cp.file_part = 1;
         }
-        let mut seq = i32::try_from(self.store().export_files(&job.id)?.len()).unwrap_or(0);
-        let checkpoint = |cp: &ExportCheckpoint, file: Option<&ExportFile>| -> Result<(), Stop> {
-            match self.store().checkpoint_export_job(&job.id, cp, file)? {
-                true => Ok(()),
-                false => Err(Stop::Cancelled),
-            }
+        let mut files = Files {
+            dir: self.exporter.job_dir(&spec.id),
+            seq: i32::try_from(self.store().export_files(&spec.id)?.len()).unwrap_or(0),
         };
-        while let Some(res_type) = usize::try_from(cp.type_index)
-            .ok()
-            .and_then(|i| job.types.get(i))
-        {
-            let type_filters: Vec<SearchQuery> = filters
-                .iter()
-                .filter(|f| f.types.first() == Some(res_type))
-                .cloned()
-                .collect();
-            let query = ExportQuery {
-                job_id: &job.id,
-                scope: &job.scope,
-                level: job.level,
-                since: job.since,
-                transaction_time: job.transaction_time,
-                res_type,
-                filters: &type_filters,
-            };
-            if cp.type_total.is_none() {
-                cp.type_total = Some(self.store().count_export(&query)?);
-                checkpoint(&cp, None)?;
-            }
-            let path_of = |part: i32| dir.join(file_name(res_type, part));
-            let mut file = match cp.file_bytes {
-                0 => None,
-                bytes => Some(OpenFile::open(path_of(cp.file_part), bytes as u64)?),
-            };
-            let mut last_checkpoint = Instant::now();
-            loop {
-                if self.exporter.is_cancelled(&job.id) {
-                    return Err(Stop::Cancelled);
-                }
-                let rows = self
-                    .store()
-                    .export_batch(&query, cp.after_key, settings.batch_size)?;
-                if rows.is_empty() {
-                    break;
-                }
-                for row in &rows {
-                    if file.is_none() {
-                        file = Some(OpenFile::open(path_of(cp.file_part), 0)?);
-                    }
-                    let Some(out) = file.as_mut() else {
-                        unreachable!("opened above")
+        let batch = self.exporter.settings().batch_size;
+        while let Some(step) = Step::at(spec, cp.type_index) {
+            let finished = match step {
+                Step::Output(res_type) => {
+                    let type_filters: Vec<SearchQuery> = filters
+                        .iter()
+                        .filter(|f| f.types.first().map(String::as_str) == Some(res_type))
+                        .cloned()
+                        .collect();
+                    let query = ExportQuery {
+                        spec,
+                        res_type,
+                        filters: &type_filters,
                     };
-                    out.write(&row.body)?;
-                    cp.after_key = row.res_key;
-                    cp.file_bytes += row.body.len() as i64 + 1;
-                    cp.type_done += 1;
-                    cp.file_count += 1;
-                    cp.exported += 1;
-                    if cp.file_bytes as u64 >= settings.max_file_bytes {
-                        let finished = self.close(&mut file, &mut cp, &mut seq, res_type)?;
-                        checkpoint(&cp, finished.as_ref())?;
-                        last_checkpoint = Instant::now();
-                    }
+                    self.stream(
+                        spec,
+                        &mut cp,
+                        &mut files,
+                        step,
+                        || Ok(self.store().count_export(&query)?),
+                        |after| {
+                            let rows = self.store().export_batch(&query, after, batch)?;
+                            Ok(rows.into_iter().map(|r| (r.res_key, r.body)).collect())
+                        },
+                    )?
                 }
-                if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-                    if let Some(out) = &mut file {
-                        out.sync()?;
-                    }
-                    checkpoint(&cp, None)?;
-                    last_checkpoint = Instant::now();
+                Step::Deleted(_) if spec.since.is_none() => None,
+                Step::Deleted(res_type) => {
+                    let query = ExportQuery {
+                        spec,
+                        res_type,
+                        filters: &[],
+                    };
+                    self.stream(
+                        spec,
+                        &mut cp,
+                        &mut files,
+                        step,
+                        || Ok(self.store().count_deleted(&query)?),
+                        |after| {
+                            let rows = self.store().deleted_batch(&query, after, batch)?;
+                            Ok(rows
+                                .into_iter()
+                                .map(|r| (r.res_key, deletion_line(res_type, &r.res_id)))
+                                .collect())
+                        },
+                    )?
                 }
-                if !settings.throttle.is_zero() {
-                    std::thread::sleep(settings.throttle);
-                }
-            }
-            let finished = self.close(&mut file, &mut cp, &mut seq, res_type)?;
+                Step::Messages => self.stream(
+                    spec,
+                    &mut cp,
+                    &mut files,
+                    step,
+                    || Ok(spec.messages.len() as i64),
+                    // Keyed by position from 1: a resumed step carries on after the last one.
+                    |after| {
+                        Ok(spec
+                            .messages
+                            .iter()
+                            .enumerate()
+                            .map(|(i, m)| (i as i64 + 1, m))
+                            .filter(|(key, _)| *key > after)
+                            .map(|(key, m)| {
+                                let outcome =
+                                    operation_outcome(&[Issue::warning("informational", m)]);
+                                (key, outcome.to_string())
+                            })
+                            .collect())
+                    },
+                )?,
+            };
             cp = ExportCheckpoint {
                 type_index: cp.type_index + 1,
                 type_total: None,
@@ -473,19 +534,108 @@ impl Worker {
                 file_bytes: 0,
                 exported: cp.exported,
             };
-            checkpoint(&cp, finished.as_ref())?;
+            self.checkpoint(&spec.id, &cp, finished.as_ref())?;
         }
         Ok(cp.exported)
+    }
+
+    /// Runs one step from the checkpoint: counts its lines (for `X-Progress`), then writes
+    /// what `fetch` returns after the last key written, batch by batch, until it returns
+    /// nothing. Returns the last file, finished, for the step's final checkpoint.
+    fn stream(
+        &self,
+        spec: &ExportSpec,
+        cp: &mut ExportCheckpoint,
+        files: &mut Files,
+        step: Step<'_>,
+        count: impl FnOnce() -> Result<i64, Stop>,
+        mut fetch: impl FnMut(i64) -> Result<Vec<(i64, String)>, Stop>,
+    ) -> Result<Option<ExportFile>, Stop> {
+        let settings = self.exporter.settings();
+        if cp.type_total.is_none() {
+            cp.type_total = Some(count()?);
+            self.checkpoint(&spec.id, cp, None)?;
+        }
+        let mut file = match cp.file_bytes {
+            0 => None,
+            bytes => Some(OpenFile::open(
+                files.path(step, cp.file_part),
+                bytes as u64,
+            )?),
+        };
+        let mut last_checkpoint = Instant::now();
+        loop {
+            if self.exporter.is_cancelled(&spec.id) {
+                return Err(Stop::Cancelled);
+            }
+            let lines = fetch(cp.after_key)?;
+            if lines.is_empty() {
+                break;
+            }
+            for (key, line) in &lines {
+                let out = match &mut file {
+                    Some(out) => out,
+                    None => file.insert(OpenFile::open(files.path(step, cp.file_part), 0)?),
+                };
+                out.write(line)?;
+                cp.after_key = *key;
+                cp.file_bytes += line.len() as i64 + 1;
+                cp.type_done += 1;
+                cp.file_count += 1;
+                if matches!(step, Step::Output(_)) {
+                    cp.exported += 1;
+                }
+                if cp.file_bytes as u64 >= settings.max_file_bytes {
+                    let finished = files.close(&mut file, cp, step)?;
+                    self.checkpoint(&spec.id, cp, finished.as_ref())?;
+                    last_checkpoint = Instant::now();
+                }
+            }
+            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                if let Some(out) = &mut file {
+                    out.sync()?;
+                }
+                self.checkpoint(&spec.id, cp, None)?;
+                last_checkpoint = Instant::now();
+            }
+            if !settings.throttle.is_zero() {
+                std::thread::sleep(settings.throttle);
+            }
+        }
+        files.close(&mut file, cp, step)
+    }
+}
+
+/// One line of a `deleted` file: a transaction Bundle that deletes the resource, as Bulk Data
+/// 2.0 describes them.
+fn deletion_line(res_type: &str, res_id: &str) -> String {
+    serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"request": {"method": "DELETE", "url": format!("{res_type}/{res_id}")}}],
+    })
+    .to_string()
+}
+
+/// The files of a job being written: where they go and how many are finished.
+struct Files {
+    dir: PathBuf,
+    /// Finished files so far (their manifest order).
+    seq: i32,
+}
+
+impl Files {
+    fn path(&self, step: Step<'_>, part: i32) -> PathBuf {
+        self.dir.join(step.file_name(part))
     }
 
     /// Closes the file being written, if it holds anything, and moves the checkpoint to the
     /// next part; returns the finished file for the checkpoint to record.
     fn close(
-        &self,
+        &mut self,
         file: &mut Option<OpenFile>,
         cp: &mut ExportCheckpoint,
-        seq: &mut i32,
-        res_type: &str,
+        step: Step<'_>,
     ) -> Result<Option<ExportFile>, Stop> {
         let Some(mut open) = file.take() else {
             return Ok(None);
@@ -494,11 +644,12 @@ impl Worker {
             return Ok(None);
         }
         open.sync()?;
-        *seq += 1;
+        self.seq += 1;
         let finished = ExportFile {
-            seq: *seq,
-            res_type: res_type.to_string(),
-            name: file_name(res_type, cp.file_part),
+            seq: self.seq,
+            kind: step.kind(),
+            res_type: step.line_type().to_string(),
+            name: step.file_name(cp.file_part),
             count: cp.file_count,
             bytes: cp.file_bytes,
         };

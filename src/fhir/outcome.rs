@@ -47,6 +47,15 @@ impl Issue {
         }
     }
 
+    pub fn warning(code: &'static str, diagnostics: impl Into<String>) -> Issue {
+        Issue {
+            severity: Severity::Warning,
+            code,
+            diagnostics: diagnostics.into(),
+            expression: None,
+        }
+    }
+
     pub fn information(code: &'static str, diagnostics: impl Into<String>) -> Issue {
         Issue {
             severity: Severity::Information,

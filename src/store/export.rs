@@ -80,9 +80,9 @@ impl ExportStatus {
     }
 }
 
-/// A job as accepted at kick-off.
+/// What a kick-off asked for: everything about a job that stays as it runs.
 #[derive(Debug, Clone)]
-pub struct NewExportJob {
+pub struct ExportSpec {
     pub id: String,
     /// The caller's identity, `None` for an anonymous caller.
     pub owner: Option<String>,
@@ -98,14 +98,24 @@ pub struct NewExportJob {
     pub since: Option<i64>,
     pub output_format: String,
     pub transaction_time: i64,
-    /// Group-level: the members (Patient logical ids).
-    pub patients: Vec<String>,
+    /// What the kick-off ignored under `Prefer: handling=lenient`, for the error file.
+    pub messages: Vec<String>,
+}
+
+/// A Group member of a Group-level job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportMember {
+    /// The Patient's logical id.
+    pub patient: String,
+    /// Joined the Group after `_since`: the member's whole compartment is exported, not only
+    /// what changed since.
+    pub added: bool,
 }
 
 /// How far a job got; written by the worker as it goes, so that it resumes there.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExportCheckpoint {
-    /// The type being exported: an index into the job's types.
+    /// The step being run: an index into the job's steps (`crate::export::Step`).
     pub type_index: i32,
     /// How many resources of that type the export will hold, once counted.
     pub type_total: Option<i64>,
@@ -123,17 +133,7 @@ pub struct ExportCheckpoint {
 /// A stored job.
 #[derive(Debug, Clone)]
 pub struct ExportJob {
-    pub id: String,
-    pub owner: Option<String>,
-    pub scope: AccessScope,
-    pub level: ExportLevel,
-    pub group_id: Option<String>,
-    pub request: String,
-    pub types: Vec<String>,
-    pub type_filters: Vec<String>,
-    pub since: Option<i64>,
-    pub output_format: String,
-    pub transaction_time: i64,
+    pub spec: ExportSpec,
     pub status: ExportStatus,
     pub created: i64,
     pub finished: Option<i64>,
@@ -141,10 +141,44 @@ pub struct ExportJob {
     pub checkpoint: ExportCheckpoint,
 }
 
+/// What a file of a job holds, and so which list of the manifest it is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// Resources (`output`).
+    Output,
+    /// Transaction Bundles of `DELETE` entries (`deleted`).
+    Deleted,
+    /// OperationOutcomes (`error`).
+    Error,
+}
+
+impl FileKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            FileKind::Output => "output",
+            FileKind::Deleted => "deleted",
+            FileKind::Error => "error",
+        }
+    }
+
+    fn parse(text: &str) -> Result<FileKind, StoreError> {
+        match text {
+            "output" => Ok(FileKind::Output),
+            "deleted" => Ok(FileKind::Deleted),
+            "error" => Ok(FileKind::Error),
+            other => Err(StoreError::Internal(format!(
+                "unknown export file kind {other:?}"
+            ))),
+        }
+    }
+}
+
 /// A finished NDJSON file of a job.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportFile {
     pub seq: i32,
+    pub kind: FileKind,
+    /// The type of its lines (`Bundle` for deletions, `OperationOutcome` for errors).
     pub res_type: String,
     /// The file's name in the job's directory, also the last segment of its URL.
     pub name: String,
@@ -169,6 +203,7 @@ struct JobRow {
     created: i64,
     finished: Option<i64>,
     error: Option<String>,
+    messages: String,
 }
 
 #[derive(Queryable)]
@@ -196,21 +231,24 @@ fn to_json_list(items: &[String]) -> String {
 impl JobRow {
     fn into_job(self, progress: ProgressRow) -> Result<ExportJob, StoreError> {
         Ok(ExportJob {
-            scope: match &self.scope {
-                None => AccessScope::Everything,
-                Some(list) => AccessScope::Patients(json_list(list)?),
+            spec: ExportSpec {
+                scope: match &self.scope {
+                    None => AccessScope::Everything,
+                    Some(list) => AccessScope::Patients(json_list(list)?),
+                },
+                level: ExportLevel::parse(&self.level)?,
+                types: json_list(&self.types)?,
+                type_filters: json_list(&self.type_filters)?,
+                messages: json_list(&self.messages)?,
+                id: self.id,
+                owner: self.owner,
+                group_id: self.group_id,
+                request: self.request,
+                since: self.since,
+                output_format: self.output_format,
+                transaction_time: self.transaction_time,
             },
-            level: ExportLevel::parse(&self.level)?,
-            types: json_list(&self.types)?,
-            type_filters: json_list(&self.type_filters)?,
             status: ExportStatus::parse(&self.status)?,
-            id: self.id,
-            owner: self.owner,
-            group_id: self.group_id,
-            request: self.request,
-            since: self.since,
-            output_format: self.output_format,
-            transaction_time: self.transaction_time,
             created: self.created,
             finished: self.finished,
             error: self.error,
@@ -228,15 +266,12 @@ impl JobRow {
     }
 }
 
-/// What one type's export reads: the job's scope, level and time window, and the type's
-/// `_typeFilter` queries (a resource is exported when any of them matches; none: every one).
+/// What one step of an export reads: the job (scope, level, time window) and the type with
+/// its `_typeFilter` queries (a resource is exported when any of them matches; none: every
+/// one).
 #[derive(Debug, Clone, Copy)]
 pub struct ExportQuery<'a> {
-    pub job_id: &'a str,
-    pub scope: &'a AccessScope,
-    pub level: ExportLevel,
-    pub since: Option<i64>,
-    pub transaction_time: i64,
+    pub spec: &'a ExportSpec,
     pub res_type: &'a str,
     pub filters: &'a [SearchQuery],
 }
@@ -248,6 +283,15 @@ pub struct ExportRow {
     pub res_key: i64,
     #[diesel(sql_type = Text)]
     pub body: String,
+}
+
+/// One resource deleted within the export's window: its key (the keyset position) and id.
+#[derive(Debug, QueryableByName)]
+pub struct DeletedRow {
+    #[diesel(sql_type = BigInt)]
+    pub res_key: i64,
+    #[diesel(sql_type = Text)]
+    pub res_id: String,
 }
 
 #[derive(QueryableByName)]
@@ -290,7 +334,11 @@ fn lock_key(id: &str) -> i64 {
 
 impl Store {
     /// Records a new job, queued, with its Group members.
-    pub fn create_export_job(&self, job: &NewExportJob) -> Result<(), StoreError> {
+    pub fn create_export_job(
+        &self,
+        job: &ExportSpec,
+        members: &[ExportMember],
+    ) -> Result<(), StoreError> {
         let scope = match &job.scope {
             AccessScope::Everything => None,
             AccessScope::Patients(p) => Some(to_json_list(p)),
@@ -313,6 +361,7 @@ impl Store {
                         export_job::transaction_time.eq(job.transaction_time),
                         export_job::status.eq(ExportStatus::Queued.as_str()),
                         export_job::created.eq(now),
+                        export_job::messages.eq(to_json_list(&job.messages)),
                     ))
                     .execute(conn)?;
                 diesel::insert_into(export_progress::table)
@@ -328,13 +377,14 @@ impl Store {
                         export_progress::exported.eq(0),
                     ))
                     .execute(conn)?;
-                for chunk in job.patients.chunks(500) {
+                for chunk in members.chunks(500) {
                     let rows: Vec<_> = chunk
                         .iter()
-                        .map(|p| {
+                        .map(|m| {
                             (
                                 export_patient::job_id.eq(&job.id),
-                                export_patient::patient.eq(p),
+                                export_patient::patient.eq(&m.patient),
+                                export_patient::added.eq(m.added),
                             )
                         })
                         .collect();
@@ -360,17 +410,30 @@ impl Store {
 
     /// The finished files of a job, in order.
     pub fn export_files(&self, id: &str) -> Result<Vec<ExportFile>, StoreError> {
-        Ok(export_file::table
+        let rows: Vec<(i32, String, String, String, i64, i64)> = export_file::table
             .filter(export_file::job_id.eq(id))
             .order(export_file::seq)
             .select((
                 export_file::seq,
+                export_file::kind,
                 export_file::res_type,
                 export_file::name,
                 export_file::count,
                 export_file::bytes,
             ))
-            .load(&mut *self.conn()?)?)
+            .load(&mut *self.conn()?)?;
+        rows.into_iter()
+            .map(|(seq, kind, res_type, name, count, bytes)| {
+                Ok(ExportFile {
+                    seq,
+                    kind: FileKind::parse(&kind)?,
+                    res_type,
+                    name,
+                    count,
+                    bytes,
+                })
+            })
+            .collect()
     }
 
     /// Forgets a job (its files and members go with it); false when there was none.
@@ -487,6 +550,7 @@ impl Store {
                         .values((
                             export_file::job_id.eq(id),
                             export_file::seq.eq(file.seq),
+                            export_file::kind.eq(file.kind.as_str()),
                             export_file::res_type.eq(&file.res_type),
                             export_file::name.eq(&file.name),
                             export_file::count.eq(file.count),
@@ -534,7 +598,12 @@ impl Store {
     /// How many resources `query` will export.
     pub fn count_export(&self, query: &ExportQuery<'_>) -> Result<i64, SearchError> {
         let ids = self.search_ids()?;
-        let mut planner = Planner::new(Sql::new(self.backend), &ids, query.scope, now_micros());
+        let mut planner = Planner::new(
+            Sql::new(self.backend),
+            &ids,
+            &query.spec.scope,
+            now_micros(),
+        );
         planner.sql.push("SELECT COUNT(*) AS n FROM ");
         export_context(&mut planner, query, None)?;
         let rows: Vec<CountRow> = planner.sql.load(&mut *self.conn()?)?;
@@ -551,7 +620,12 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<ExportRow>, SearchError> {
         let ids = self.search_ids()?;
-        let mut planner = Planner::new(Sql::new(self.backend), &ids, query.scope, now_micros());
+        let mut planner = Planner::new(
+            Sql::new(self.backend),
+            &ids,
+            &query.spec.scope,
+            now_micros(),
+        );
         planner.sql.push(
             "SELECT k.res_key AS res_key, (SELECT v.body FROM resource_version v \
              WHERE v.res_key = k.res_key AND v.version = k.version) AS body \
@@ -562,6 +636,46 @@ impl Store {
             " ORDER BY {key} LIMIT {}) k ORDER BY k.res_key",
             limit.max(1)
         ));
+        Ok(planner.sql.load(&mut *self.conn()?)?)
+    }
+
+    /// How many deletions [`Store::deleted_batch`] will list for `query`.
+    pub fn count_deleted(&self, query: &ExportQuery<'_>) -> Result<i64, SearchError> {
+        let ids = self.search_ids()?;
+        let mut planner = Planner::new(
+            Sql::new(self.backend),
+            &ids,
+            &query.spec.scope,
+            now_micros(),
+        );
+        planner.sql.push("SELECT COUNT(*) AS n FROM ");
+        deleted_context(&mut planner, query, None);
+        let rows: Vec<CountRow> = planner.sql.load(&mut *self.conn()?)?;
+        Ok(rows.first().map_or(0, |r| r.n))
+    }
+
+    /// The next `limit` resources of `query`'s type deleted within the job's window (after
+    /// `_since`), after key `after`, in key order: the manifest's `deleted` files.
+    pub fn deleted_batch(
+        &self,
+        query: &ExportQuery<'_>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<DeletedRow>, SearchError> {
+        let ids = self.search_ids()?;
+        let mut planner = Planner::new(
+            Sql::new(self.backend),
+            &ids,
+            &query.spec.scope,
+            now_micros(),
+        );
+        planner
+            .sql
+            .push("SELECT v.res_key AS res_key, v.res_id AS res_id FROM ");
+        deleted_context(&mut planner, query, Some(after));
+        planner
+            .sql
+            .push(&format!(" ORDER BY v.res_key LIMIT {}", limit.max(1)));
         Ok(planner.sql.load(&mut *self.conn()?)?)
     }
 }
@@ -598,43 +712,86 @@ fn export_context(
             key
         }
     };
+    let spec = query.spec;
     planner
         .sql
         .push(" AND r.last_updated <= ")
-        .bind_int(query.transaction_time);
-    if let Some(since) = query.since {
-        planner.sql.push(" AND r.last_updated > ").bind_int(since);
+        .bind_int(spec.transaction_time);
+    if let Some(since) = spec.since {
+        planner.sql.push(" AND (r.last_updated > ").bind_int(since);
+        if spec.level == ExportLevel::Group {
+            // Members who joined after `_since` are exported whole: the client has none of it.
+            planner.sql.push(
+                " OR r.res_key IN (SELECT c.res_key FROM resource_compartment c \
+                 JOIN export_patient p ON p.patient = c.patient WHERE p.added AND p.job_id = ",
+            );
+            planner.sql.bind_text(&spec.id).push(")");
+        }
+        planner.sql.push(")");
     }
     if let Some(after) = after {
         planner.sql.push(&format!(" AND {key} > ")).bind_int(after);
     }
-    // The keyset condition is repeated inside the compartment conditions, so that their scans
-    // start at the batch too (PostgreSQL turns them into merge joins from the first key).
+    level_conditions(planner, spec, "r", after);
+    Ok(key)
+}
+
+/// `AND ...`: `alias.res_key` is in the compartment the job's level exports. The keyset
+/// condition is repeated inside, so that the compartment scans start at the batch too
+/// (PostgreSQL turns them into merge joins from the first key).
+fn level_conditions(planner: &mut Planner<'_>, spec: &ExportSpec, alias: &str, after: Option<i64>) {
     let after_in = |planner: &mut Planner<'_>| {
         if let Some(after) = after {
             planner.sql.push(" AND c.res_key > ").bind_int(after);
         }
     };
-    match query.level {
+    match spec.level {
         ExportLevel::System => {}
         ExportLevel::Patient => {
-            planner.sql.push(
-                " AND EXISTS (SELECT 1 FROM resource_compartment c WHERE c.res_key = r.res_key",
-            );
+            planner.sql.push(&format!(
+                " AND EXISTS (SELECT 1 FROM resource_compartment c WHERE c.res_key = {alias}.res_key"
+            ));
             after_in(planner);
             planner.sql.push(")");
         }
         ExportLevel::Group => {
-            planner.sql.push(
-                " AND r.res_key IN (SELECT c.res_key FROM resource_compartment c \
-                 JOIN export_patient p ON p.patient = c.patient WHERE p.job_id = ",
-            );
-            planner.sql.bind_text(query.job_id);
+            planner.sql.push(&format!(
+                " AND {alias}.res_key IN (SELECT c.res_key FROM resource_compartment c \
+                 JOIN export_patient p ON p.patient = c.patient WHERE p.job_id = "
+            ));
+            planner.sql.bind_text(&spec.id);
             after_in(planner);
             planner.sql.push(")");
         }
     }
-    Ok(key)
+}
+
+/// `resource_version v WHERE ...`: the resources of the query's type deleted after `_since`
+/// and still deleted at the job's `transactionTime`, that the scope and level admit (index
+/// rows are gone with the resource: `_typeFilter` cannot apply). Nothing without `_since`.
+fn deleted_context(planner: &mut Planner<'_>, query: &ExportQuery<'_>, after: Option<i64>) {
+    let spec = query.spec;
+    planner
+        .sql
+        .push("resource_version v WHERE v.res_type = ")
+        .bind_text(query.res_type)
+        .push(" AND v.method = 'DELETE' AND v.last_updated <= ")
+        .bind_int(spec.transaction_time);
+    match spec.since {
+        Some(since) => planner.sql.push(" AND v.last_updated > ").bind_int(since),
+        None => planner.sql.push(" AND 1 = 0"),
+    };
+    // The deletion is the resource's last version as of the transaction time.
+    planner.sql.push(
+        " AND NOT EXISTS (SELECT 1 FROM resource_version w WHERE w.res_key = v.res_key \
+         AND w.version > v.version AND w.last_updated <= ",
+    );
+    planner.sql.bind_int(spec.transaction_time).push(")");
+    planner.scope("v");
+    if let Some(after) = after {
+        planner.sql.push(" AND v.res_key > ").bind_int(after);
+    }
+    level_conditions(planner, spec, "v", after);
 }
 
 #[cfg(test)]

@@ -206,6 +206,29 @@ impl Store {
         vread_in(&mut *self.conn()?, scope, res_type, res_id, version)
     }
 
+    /// The version of `res_type/res_id` that was current at `instant` (the last one written
+    /// at or before it; a deletion has no body), if the resource exists and the caller may
+    /// see it. `None` too when it did not exist yet.
+    pub fn read_as_of(
+        &self,
+        scope: &AccessScope,
+        res_type: &str,
+        res_id: &str,
+        instant: i64,
+    ) -> Result<Option<Version>, StoreError> {
+        let mut conn = self.conn()?;
+        let Some(key) = visible_key(&mut conn, scope, res_type, res_id)? else {
+            return Ok(None);
+        };
+        Ok(resource_version::table
+            .filter(resource_version::res_key.eq(key))
+            .filter(resource_version::last_updated.le(instant))
+            .order(resource_version::version.desc())
+            .select(version_columns())
+            .first::<Version>(&mut *conn)
+            .optional()?)
+    }
+
     /// Writes a new version of a resource, creating it when it does not exist (or was
     /// deleted). The row is locked first, so `prepare` sees the true current state and the
     /// version it is given is final: concurrent writers queue instead of losing updates.

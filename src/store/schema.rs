@@ -145,6 +145,7 @@ diesel::table! {
         created -> BigInt,
         finished -> Nullable<BigInt>,
         error -> Nullable<Text>,
+        messages -> Text,
     }
 }
 
@@ -173,6 +174,7 @@ diesel::table! {
         name -> Text,
         count -> BigInt,
         bytes -> BigInt,
+        kind -> Text,
     }
 }
 
@@ -180,6 +182,7 @@ diesel::table! {
     export_patient (job_id, patient) {
         job_id -> Text,
         patient -> Text,
+        added -> Bool,
     }
 }
 

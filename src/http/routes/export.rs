@@ -16,7 +16,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use crate::access::AccessScope;
-use crate::export::parse_type_filter;
+use crate::export::{parse_type_filter, Step};
 use crate::fhir::compartment::patient_id;
 use crate::fhir::instant::{format_instant, parse_instant};
 use crate::fhir::outcome::{operation_outcome, Issue};
@@ -25,7 +25,9 @@ use crate::http::error::ApiError;
 use crate::http::negotiate::{body_kind, reply_format, unsupported, Body, FHIR_JSON, PLAIN_JSON};
 use crate::http::request::{prefer, read_body, Params};
 use crate::http::AppState;
-use crate::store::export::{ExportJob, ExportLevel, ExportStatus, NewExportJob};
+use crate::store::export::{
+    ExportJob, ExportLevel, ExportMember, ExportSpec, ExportStatus, FileKind,
+};
 
 /// The NDJSON media type of the files.
 const NDJSON: &str = "application/fhir+ndjson";
@@ -189,7 +191,16 @@ async fn kickoff(
         .map(|(k, _)| k.as_str())
         .filter(|k| !SUPPORTED.contains(k))
         .collect();
+    refused.sort_unstable();
     refused.dedup();
+    // What lenient handling ignored, for the job's error file.
+    let mut messages: Vec<String> = Vec::new();
+    if !refused.is_empty() {
+        messages.push(format!(
+            "ignored the parameter(s) {}: not supported by this server",
+            refused.join(", ")
+        ));
+    }
     if !lenient && !refused.is_empty() {
         let (unsupported, unknown): (Vec<&str>, Vec<&str>) = refused
             .iter()
@@ -276,14 +287,15 @@ async fn kickoff(
     } else {
         for ty in asked {
             if !served::is_served(ty) || !in_level(ty) {
-                if lenient {
-                    continue;
-                }
                 let why = if served::is_served(ty) {
                     "is outside the patient compartment"
                 } else {
                     "is not a served resource type"
                 };
+                if lenient {
+                    messages.push(format!("_type: ignored {ty}, which {why}"));
+                    continue;
+                }
                 return Err(ApiError::bad_request(
                     Issue::error("not-supported", format!("_type: {ty} {why}")).at("_type"),
                 ));
@@ -302,6 +314,10 @@ async fn kickoff(
             .map_err(|message| invalid("_typeFilter", message))?;
         // A filter on a type that is not exported is ignored, as the specification says.
         if !types.contains(&filter.types[0]) {
+            messages.push(format!(
+                "_typeFilter {text:?} ignored: the export does not hold {}",
+                filter.types[0]
+            ));
             continue;
         }
         state
@@ -328,7 +344,7 @@ async fn kickoff(
     };
     let owner = caller(&req);
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let job = NewExportJob {
+    let job = ExportSpec {
         id: id.clone(),
         owner,
         scope,
@@ -340,15 +356,15 @@ async fn kickoff(
         since,
         output_format: NDJSON.to_string(),
         transaction_time: chrono::Utc::now().timestamp_micros(),
-        patients: Vec::new(),
+        messages,
     };
     let worker = state.clone();
     web::block(move || -> Result<(), ApiError> {
-        let mut job = job;
-        if let Some(group) = &group {
-            job.patients = group_members(&worker, &job.scope, group)?;
-        }
-        worker.store.create_export_job(&job)?;
+        let members = match &group {
+            Some(group) => group_members(&worker, &job, group)?,
+            None => Vec::new(),
+        };
+        worker.store.create_export_job(&job, &members)?;
         Ok(())
     })
     .await??;
@@ -365,17 +381,41 @@ async fn kickoff(
 }
 
 /// The Patient members of a Group the caller may read (inactive members left out); 404 when
-/// the Group does not exist for the caller.
+/// the Group does not exist for the caller. With `_since`, a member is `added` when the
+/// Group's version current at `_since` did not list it (active): its whole compartment is
+/// exported.
 fn group_members(
     state: &AppState,
-    scope: &AccessScope,
+    job: &ExportSpec,
     group: &str,
-) -> Result<Vec<String>, ApiError> {
-    let current = state.store.read(scope, "Group", group)?;
+) -> Result<Vec<ExportMember>, ApiError> {
+    let current = state.store.read(&job.scope, "Group", group)?;
     let Some(body) = current.and_then(|c| c.body.filter(|_| !c.deleted)) else {
         return Err(ApiError::not_found(format!("Group/{group} does not exist")));
     };
-    let value: Value = serde_json::from_str(&body)
+    let members = active_members(state, group, &body)?;
+    let before = match job.since {
+        None => None,
+        Some(since) => {
+            let then = state.store.read_as_of(&job.scope, "Group", group, since)?;
+            match then.and_then(|v| v.body) {
+                Some(body) => Some(active_members(state, group, &body)?),
+                None => Some(Vec::new()),
+            }
+        }
+    };
+    Ok(members
+        .into_iter()
+        .map(|patient| ExportMember {
+            added: before.as_ref().is_some_and(|b| !b.contains(&patient)),
+            patient,
+        })
+        .collect())
+}
+
+/// The Patient ids a stored Group lists as active members, each once.
+fn active_members(state: &AppState, group: &str, body: &str) -> Result<Vec<String>, ApiError> {
+    let value: Value = serde_json::from_str(body)
         .map_err(|e| ApiError::internal(format!("stored Group/{group} is not JSON: {e}")))?;
     let mut members: Vec<String> = Vec::new();
     for member in value["member"].as_array().into_iter().flatten() {
@@ -403,7 +443,7 @@ async fn owned_job(
     let worker = state.clone();
     let job = web::block(move || worker.store.export_job(&id)).await??;
     match job {
-        Some(job) if job.owner == caller(req) => Ok(job),
+        Some(job) if job.spec.owner == caller(req) => Ok(job),
         _ => Err(ApiError::not_found(
             "no such export job (it may have expired, been cancelled, or belong to another caller)",
         )),
@@ -425,16 +465,24 @@ pub async fn status(
             .finish()),
         ExportStatus::Running => {
             let cp = &job.checkpoint;
-            let progress = match job.types.get(cp.type_index as usize) {
-                Some(ty) => format!(
-                    "{ty}: {}/{} resources (type {} of {}; {} exported in all)",
-                    cp.type_done,
-                    cp.type_total.map_or("?".to_string(), |t| t.to_string()),
+            let steps = 2 * job.spec.types.len() + 1;
+            let done = cp.type_done;
+            let total = cp.type_total.map_or("?".to_string(), |t| t.to_string());
+            let progress = match Step::at(&job.spec, cp.type_index) {
+                Some(Step::Output(ty)) => format!(
+                    "{ty}: {done}/{total} resources (type {} of {}; {} exported in all)",
                     cp.type_index + 1,
-                    job.types.len(),
+                    job.spec.types.len(),
                     cp.exported
                 ),
-                None => format!("finishing: {} resources exported", cp.exported),
+                Some(Step::Deleted(ty)) => format!(
+                    "deleted {ty}: {done}/{total} (step {} of {steps}; {} resources exported)",
+                    cp.type_index + 1,
+                    cp.exported
+                ),
+                Some(Step::Messages) | None => {
+                    format!("finishing: {} resources exported", cp.exported)
+                }
             };
             Ok(HttpResponse::Accepted()
                 .insert_header(("X-Progress", progress))
@@ -446,25 +494,32 @@ pub async fn status(
         )),
         ExportStatus::Completed => {
             let worker = state.clone();
-            let id = job.id.clone();
+            let id = job.spec.id.clone();
             let files = web::block(move || worker.store.export_files(&id)).await??;
-            let output: Vec<Value> = files
-                .iter()
-                .map(|f| {
-                    json!({
-                        "type": f.res_type,
-                        "url": format!("{}/$export-file/{}/{}", state.base_url, job.id, f.name),
-                        "count": f.count,
+            let list = |kind: FileKind| -> Vec<Value> {
+                files
+                    .iter()
+                    .filter(|f| f.kind == kind)
+                    .map(|f| {
+                        json!({
+                            "type": f.res_type,
+                            "url": format!("{}/$export-file/{}/{}", state.base_url, job.spec.id, f.name),
+                            "count": f.count,
+                        })
                     })
-                })
-                .collect();
-            let manifest = json!({
-                "transactionTime": format_instant(job.transaction_time),
-                "request": job.request,
-                "requiresAccessToken": job.owner.is_some(),
-                "output": output,
-                "error": [],
+                    .collect()
+            };
+            let mut manifest = json!({
+                "transactionTime": format_instant(job.spec.transaction_time),
+                "request": job.spec.request,
+                "requiresAccessToken": job.spec.owner.is_some(),
+                "output": list(FileKind::Output),
+                "error": list(FileKind::Error),
             });
+            // Deletions are only meaningful relative to `_since`.
+            if job.spec.since.is_some() {
+                manifest["deleted"] = Value::from(list(FileKind::Deleted));
+            }
             let mut response = HttpResponse::Ok();
             if let Some(finished) = job.finished {
                 let retention = state.export.settings().retention;
@@ -487,7 +542,7 @@ pub async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     let job = owned_job(&req, &state, path.into_inner()).await?;
     let worker = state.clone();
-    let id = job.id.clone();
+    let id = job.spec.id.clone();
     state.export.cancel(&id);
     let deleted = web::block(move || -> Result<bool, ApiError> {
         let deleted = worker.store.delete_export_job(&id)?;
@@ -501,7 +556,10 @@ pub async fn cancel(
     }
     let outcome = operation_outcome(&[Issue::information(
         "informational",
-        format!("export job {} cancelled; its files are removed", job.id),
+        format!(
+            "export job {} cancelled; its files are removed",
+            job.spec.id
+        ),
     )]);
     Ok(HttpResponse::Accepted()
         .content_type(FHIR_JSON)
@@ -518,18 +576,18 @@ pub async fn file(
 ) -> Result<HttpResponse, ApiError> {
     let (id, name) = path.into_inner();
     let job = owned_job(&req, &state, id).await?;
-    let gone = || ApiError::not_found(format!("export job {} has no file {name:?}", job.id));
+    let gone = || ApiError::not_found(format!("export job {} has no file {name:?}", job.spec.id));
     if job.status != ExportStatus::Completed {
         return Err(gone());
     }
     let worker = state.clone();
-    let job_id = job.id.clone();
+    let job_id = job.spec.id.clone();
     let files = web::block(move || worker.store.export_files(&job_id)).await??;
     // Only names the job recorded: nothing else under the export directory is reachable.
     let Some(recorded) = files.into_iter().find(|f| f.name == name) else {
         return Err(gone());
     };
-    let path = state.export.job_dir(&job.id).join(&recorded.name);
+    let path = state.export.job_dir(&job.spec.id).join(&recorded.name);
     let opened = web::block(move || {
         let file = std::fs::File::open(&path)?;
         let len = file.metadata()?.len();
