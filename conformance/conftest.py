@@ -13,6 +13,7 @@ Environment:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -239,20 +240,26 @@ def _database_url(name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def server(request, carnet_bin, tmp_path_factory):
-    """A fresh server (fresh database) per test module and backend; yields a `CarnetServer`
-    whose `base_url` is the FHIR base `http://127.0.0.1:PORT/fhir`."""
-    backend = request.param
-    workdir = tmp_path_factory.mktemp(f"carnet-{backend}")
-    dbname = None
+@contextlib.contextmanager
+def fresh_database(backend: str, workdir: Path, name: str = "carnet"):
+    """A new, empty database of `backend` (an SQLite file in `workdir`, or a PostgreSQL
+    database created for the purpose and dropped afterwards); yields its URL."""
     if backend == "sqlite":
-        database_url = f"sqlite:{workdir / 'carnet.db'}"
-    else:
-        dbname = f"carnet_conf_{secrets.token_hex(6)}"
-        _psql(f'CREATE DATABASE "{dbname}"')
-        database_url = _database_url(dbname)
-    srv = CarnetServer(backend, carnet_bin, database_url, workdir)
+        yield f"sqlite:{workdir / (name + '.db')}"
+        return
+    dbname = f"carnet_conf_{secrets.token_hex(6)}"
+    _psql(f'CREATE DATABASE "{dbname}"')
+    try:
+        yield _database_url(dbname)
+    finally:
+        _psql(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def running_server(backend: str, binary: Path, database_url: str, workdir: Path, who: str):
+    """A `carnet serve` on `database_url`, stopped afterwards; fails the test if it exited by
+    itself meanwhile."""
+    srv = CarnetServer(backend, binary, database_url, workdir)
     try:
         srv.start()
         yield srv
@@ -260,13 +267,22 @@ def server(request, carnet_bin, tmp_path_factory):
         if crashed is not None:
             pytest.fail(
                 f"carnet ({backend}) exited by itself with status {crashed} during "
-                f"{request.module.__name__}; stderr:\n{srv.stderr_tail()}",
+                f"{who}; stderr:\n{srv.stderr_tail()}",
                 pytrace=False,
             )
     finally:
         srv.stop()
-        if dbname:
-            _psql(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(request, carnet_bin, tmp_path_factory):
+    """A fresh server (fresh database) per test module and backend; yields a `CarnetServer`
+    whose `base_url` is the FHIR base `http://127.0.0.1:PORT/fhir`."""
+    backend = request.param
+    workdir = tmp_path_factory.mktemp(f"carnet-{backend}")
+    with fresh_database(backend, workdir) as database_url:
+        with running_server(backend, carnet_bin, database_url, workdir, request.module.__name__) as srv:
+            yield srv
 
 
 @pytest.fixture

@@ -272,6 +272,33 @@ class Fhir:
         self.session.close()
 
 
+def bulk_export(fhir: Fhir, public_base: str, kickoff: str = "$export", timeout: float = 120) -> dict:
+    """Runs a bulk export to its end and downloads it: `(type, id)` -> the NDJSON line.
+    Fails on a resource exported twice. `public_base` is the server's `--base-url`: the
+    manifest's links use it, and this client talks to the listening address instead."""
+    local = lambda url: url.replace(public_base.rstrip("/"), fhir.base_url)  # noqa: E731
+    kick = fhir.get(kickoff, headers={"Prefer": "respond-async"})
+    assert kick.status_code == 202, describe(kick)
+    status_url = local(kick.headers["Content-Location"])
+    deadline = time.monotonic() + timeout
+    while True:
+        status = fhir.get(status_url)
+        if status.status_code == 200:
+            break
+        assert status.status_code == 202 and time.monotonic() < deadline, describe(status)
+        time.sleep(0.2)
+    exported = {}
+    for output in status.json()["output"]:
+        ndjson = fhir.get(local(output["url"]), headers={"Accept": "application/fhir+ndjson"})
+        assert ndjson.status_code == 200, describe(ndjson)
+        for line in ndjson.text.splitlines():
+            resource = json.loads(line)
+            key = (resource["resourceType"], resource["id"])
+            assert key not in exported, f"{key} exported twice"
+            exported[key] = line
+    return exported
+
+
 def describe(resp: requests.Response, limit: int = 600) -> str:
     """`METHOD url -> status` plus the start of the body, for failure messages."""
     text = resp.text if resp.content else "(empty body)"

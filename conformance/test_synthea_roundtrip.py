@@ -11,9 +11,8 @@ resources created, each line equal to what a read returns.
 from __future__ import annotations
 
 import json
-import time
 
-from support import SERVED_TYPES, describe
+from support import SERVED_TYPES, bulk_export, describe
 from synthea_data import UUID_URN_RE, generate, load_bundles
 
 SEED, PATIENTS = 11, 4
@@ -56,27 +55,7 @@ def test_synthea_through_transactions_and_export(server, fhir):
             created.add((ty, rid))
     assert len(created) > 500, len(created)
 
-    kick = fhir.get("$export", headers={"Prefer": "respond-async"})
-    assert kick.status_code == 202, describe(kick)
-    # Links use the server's public base; this client talks to its listening address.
-    local = lambda url: url.replace(server.public_base.rstrip("/"), fhir.base_url)  # noqa: E731
-    status_url = local(kick.headers["Content-Location"])
-    deadline = time.monotonic() + 120
-    while True:
-        status = fhir.get(status_url)
-        if status.status_code == 200:
-            break
-        assert status.status_code == 202 and time.monotonic() < deadline, describe(status)
-        time.sleep(0.2)
-    exported = {}
-    for output in status.json()["output"]:
-        ndjson = fhir.get(local(output["url"]), headers={"Accept": "application/fhir+ndjson"})
-        assert ndjson.status_code == 200, describe(ndjson)
-        for line in ndjson.text.splitlines():
-            resource = json.loads(line)
-            key = (resource["resourceType"], resource["id"])
-            assert key not in exported, f"{key} exported twice"
-            exported[key] = line
+    exported = bulk_export(fhir, server.public_base)
     assert set(exported) == created
     # Each line is the stored resource as a read gives it (a sample: reads are per request).
     for key in sorted(created)[:: max(1, len(created) // 50)]:
