@@ -302,6 +302,14 @@ fn deleted(server: &Server, manifest: &Value) -> Vec<String> {
     out
 }
 
+/// `meta.lastUpdated` of the resource at `path`, as the server wrote it.
+fn last_updated(server: &Server, path: &str) -> String {
+    server.get(path).ok_json()["meta"]["lastUpdated"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn keys(files: &BTreeMap<String, String>) -> Vec<&str> {
     files.keys().map(String::as_str).collect()
 }
@@ -385,10 +393,7 @@ export_tests! {
         let e = Exporting::start(backend, &["--export-max-file-size", "300"]);
         let server = e.server();
         seed(server);
-        let since = server.get("/Group/g1").ok_json()["meta"]["lastUpdated"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let since = last_updated(server, "/Group/g1");
         std::thread::sleep(Duration::from_millis(5));
         put(server, observation("o6", "p2", HEIGHT, "150"));
         put(server, patient("p4"));
@@ -426,10 +431,7 @@ export_tests! {
         assert_eq!(server.delete("/Observation/o9").status, 204);
         std::thread::sleep(Duration::from_millis(5));
         put(server, patient("p5"));
-        let since = server.get("/Patient/p5").ok_json()["meta"]["lastUpdated"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let since = last_updated(server, "/Patient/p5");
         std::thread::sleep(Duration::from_millis(5));
         // After `_since`: o1 and c1 deleted; o2 deleted then created again; o7 created and
         // deleted; o9 was deleted before.
@@ -487,10 +489,7 @@ export_tests! {
         let e = Exporting::start(backend, &[]);
         let server = e.server();
         seed(server);
-        let since = server.get("/Group/g1").ok_json()["meta"]["lastUpdated"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let since = last_updated(server, "/Group/g1");
         std::thread::sleep(Duration::from_millis(5));
         put(server, observation("o6", "p1", HEIGHT, "150"));
         // p3 becomes active: the client has none of its data yet.

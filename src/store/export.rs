@@ -597,16 +597,10 @@ impl Store {
 
     /// How many resources `query` will export.
     pub fn count_export(&self, query: &ExportQuery<'_>) -> Result<i64, SearchError> {
-        let ids = self.search_ids()?;
-        let mut planner = Planner::new(
-            Sql::new(self.backend),
-            &ids,
-            &query.spec.scope,
-            now_micros(),
-        );
-        planner.sql.push("SELECT COUNT(*) AS n FROM ");
-        export_context(&mut planner, query, None)?;
-        let rows: Vec<CountRow> = planner.sql.load(&mut *self.conn()?)?;
+        let rows: Vec<CountRow> = self.export_statement(query, |planner| {
+            planner.sql.push("SELECT COUNT(*) AS n FROM ");
+            export_context(planner, query, None).map(drop)
+        })?;
         Ok(rows.first().map_or(0, |r| r.n))
     }
 
@@ -619,38 +613,28 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<Vec<ExportRow>, SearchError> {
-        let ids = self.search_ids()?;
-        let mut planner = Planner::new(
-            Sql::new(self.backend),
-            &ids,
-            &query.spec.scope,
-            now_micros(),
-        );
-        planner.sql.push(
-            "SELECT k.res_key AS res_key, (SELECT v.body FROM resource_version v \
-             WHERE v.res_key = k.res_key AND v.version = k.version) AS body \
-             FROM (SELECT r.res_key AS res_key, r.version AS version FROM ",
-        );
-        let key = export_context(&mut planner, query, Some(after))?;
-        planner.sql.push(&format!(
-            " ORDER BY {key} LIMIT {}) k ORDER BY k.res_key",
-            limit.max(1)
-        ));
-        Ok(planner.sql.load(&mut *self.conn()?)?)
+        self.export_statement(query, |planner| {
+            planner.sql.push(
+                "SELECT k.res_key AS res_key, (SELECT v.body FROM resource_version v \
+                 WHERE v.res_key = k.res_key AND v.version = k.version) AS body \
+                 FROM (SELECT r.res_key AS res_key, r.version AS version FROM ",
+            );
+            let key = export_context(planner, query, Some(after))?;
+            planner.sql.push(&format!(
+                " ORDER BY {key} LIMIT {}) k ORDER BY k.res_key",
+                limit.max(1)
+            ));
+            Ok(())
+        })
     }
 
     /// How many deletions [`Store::deleted_batch`] will list for `query`.
     pub fn count_deleted(&self, query: &ExportQuery<'_>) -> Result<i64, SearchError> {
-        let ids = self.search_ids()?;
-        let mut planner = Planner::new(
-            Sql::new(self.backend),
-            &ids,
-            &query.spec.scope,
-            now_micros(),
-        );
-        planner.sql.push("SELECT COUNT(*) AS n FROM ");
-        deleted_context(&mut planner, query, None);
-        let rows: Vec<CountRow> = planner.sql.load(&mut *self.conn()?)?;
+        let rows: Vec<CountRow> = self.export_statement(query, |planner| {
+            planner.sql.push("SELECT COUNT(*) AS n FROM ");
+            deleted_context(planner, query, None);
+            Ok(())
+        })?;
         Ok(rows.first().map_or(0, |r| r.n))
     }
 
@@ -662,6 +646,27 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<Vec<DeletedRow>, SearchError> {
+        self.export_statement(query, |planner| {
+            planner
+                .sql
+                .push("SELECT v.res_key AS res_key, v.res_id AS res_id FROM ");
+            deleted_context(planner, query, Some(after));
+            planner
+                .sql
+                .push(&format!(" ORDER BY v.res_key LIMIT {}", limit.max(1)));
+            Ok(())
+        })
+    }
+
+    /// Runs the statement that `build` writes, planned under the job's access scope.
+    fn export_statement<R>(
+        &self,
+        query: &ExportQuery<'_>,
+        build: impl FnOnce(&mut Planner<'_>) -> Result<(), PlanError>,
+    ) -> Result<Vec<R>, SearchError>
+    where
+        R: QueryableByName<diesel::sqlite::Sqlite> + QueryableByName<diesel::pg::Pg> + 'static,
+    {
         let ids = self.search_ids()?;
         let mut planner = Planner::new(
             Sql::new(self.backend),
@@ -669,13 +674,7 @@ impl Store {
             &query.spec.scope,
             now_micros(),
         );
-        planner
-            .sql
-            .push("SELECT v.res_key AS res_key, v.res_id AS res_id FROM ");
-        deleted_context(&mut planner, query, Some(after));
-        planner
-            .sql
-            .push(&format!(" ORDER BY v.res_key LIMIT {}", limit.max(1)));
+        build(&mut planner)?;
         Ok(planner.sql.load(&mut *self.conn()?)?)
     }
 }
