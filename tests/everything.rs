@@ -45,10 +45,7 @@ fn load(server: &Server) {
 /// `(mode, Type/id)` of every entry of every page, following `next` links.
 fn all_pages(server: &Server, path: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let mut url = Some(server.url(path));
-    while let Some(next) = url {
-        let path = next.split("/fhir").nth(1).unwrap().to_string();
-        let bundle = server.get(&path).ok_json();
+    for bundle in server.pages(path) {
         assert_eq!(bundle["type"], "searchset", "{bundle}");
         for e in bundle["entry"].as_array().into_iter().flatten() {
             let r = &e["resource"];
@@ -61,12 +58,6 @@ fn all_pages(server: &Server, path: &str) -> Vec<(String, String)> {
                 ),
             ));
         }
-        url = bundle["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-            .map(|l| l["url"].as_str().unwrap().to_string());
     }
     out
 }

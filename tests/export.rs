@@ -160,10 +160,8 @@ fn seed(server: &Server) {
 /// `Type/id` of every live resource of the server, with its body as a read returns it.
 fn everything(server: &Server) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let mut next = Some(server.url("/_history?_count=1000"));
     let mut seen = BTreeSet::new();
-    while let Some(url) = next {
-        let page = server.get(&url).ok_json();
+    for page in server.pages("/_history?_count=1000") {
         for entry in page["entry"].as_array().into_iter().flatten() {
             let full = entry["fullUrl"].as_str().unwrap();
             let key = full.rsplit_once("/fhir/").unwrap().1.to_string();
@@ -174,12 +172,6 @@ fn everything(server: &Server) -> BTreeMap<String, String> {
                 }
             }
         }
-        next = page["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-            .map(|l| l["url"].as_str().unwrap().to_string());
     }
     out
 }

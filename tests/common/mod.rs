@@ -268,12 +268,23 @@ impl Server {
         self.request("DELETE", path).send()
     }
 
+    /// Every page of a Bundle answer (search, history, `$everything`), from `path`, following
+    /// the `next` links.
+    pub fn pages(&self, path: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut next = Some(self.url(path));
+        while let Some(url) = next {
+            let page = self.get(&url).ok_json();
+            next = next_link(&page);
+            out.push(page);
+        }
+        out
+    }
+
     /// Every version the server holds, as `type/id/version` strings, via system history.
     pub fn all_versions(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let mut next = Some(self.url("/_history?_count=1000"));
-        while let Some(url) = next {
-            let page = self.get(&url).ok_json();
+        for page in self.pages("/_history?_count=1000") {
             for entry in page["entry"].as_array().into_iter().flatten() {
                 let full = entry["fullUrl"].as_str().unwrap();
                 let version = entry["response"]["etag"].as_str().unwrap();
@@ -282,12 +293,6 @@ impl Server {
                     full.rsplit_once("/fhir/").unwrap().1
                 ));
             }
-            next = page["link"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|l| l["relation"] == "next")
-                .map(|l| l["url"].as_str().unwrap().to_string());
         }
         out
     }
@@ -463,4 +468,13 @@ impl Response {
             self.text()
         );
     }
+}
+
+/// The `next` link of a Bundle page, if any.
+fn next_link(page: &Value) -> Option<String> {
+    page["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .map(|l| l["url"].as_str().unwrap().to_string())
 }
