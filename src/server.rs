@@ -15,6 +15,10 @@ use crate::interaction::search_params::SearchRegistry;
 use crate::interaction::Services;
 use crate::store::{Backend, DatabaseUrl, Store};
 
+/// How often a node checks whether other nodes changed the search parameters (a cheap query
+/// on two small indexes).
+const SEARCH_PARAMS_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A server that is bound and about to serve.
 pub struct Started {
     pub server: actix_web::dev::Server,
@@ -78,6 +82,24 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
         .export
         .spawn(state.clone().into_inner())
         .map_err(|e| format!("cannot start the export worker: {e}"))?;
+    // Definitions written (or reindexed) through other nodes come into force here too.
+    let watched = state.clone().into_inner();
+    std::thread::Builder::new()
+        .name("carnet-search-params".into())
+        .spawn(move || loop {
+            std::thread::sleep(SEARCH_PARAMS_POLL);
+            match watched.search.refresh(&watched.store) {
+                Ok(Some(pending)) if !pending.is_empty() => log::info!(
+                    "search parameters changed through another node; searchable on {} after \
+                     POST [base]/$reindex",
+                    pending.join(", ")
+                ),
+                Ok(Some(_)) => log::info!("search parameters changed through another node"),
+                Ok(None) => {}
+                Err(e) => log::warn!("checking for search parameter changes: {e}"),
+            }
+        })
+        .map_err(|e| format!("cannot start the search parameter watcher: {e}"))?;
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let workers = config.workers.unwrap_or(match url.backend() {
         Backend::Sqlite => cpus,

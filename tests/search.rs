@@ -696,6 +696,59 @@ fn search_parameters_added_at_run_time_on_postgres() {
     search_parameters_added_at_run_time(common::Backend::Postgres);
 }
 
+/// Two nodes on one PostgreSQL database: a definition written through one, and its reindex,
+/// come into force on the other within seconds, without a restart.
+#[test]
+fn search_parameters_reach_every_node_of_a_cluster() {
+    let a = Server::start(common::Backend::Postgres);
+    let b = Server::start_on(a.database.shared(), &[], &[]);
+    b.put("/Patient/b1", &born_in("b1", "Besançon")).ok_json();
+    let unknown = b.get("/Patient?birth-place=bes");
+    assert_eq!(unknown.status, 400);
+    assert!(!unknown.text().contains("$reindex"), "{}", unknown.text());
+
+    let created = a.put(
+        "/SearchParameter/birth-place",
+        &birth_place_parameter("active"),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    // B learns the definition: pending on the resources stored before it.
+    let learned = eventually(|| {
+        b.get("/Patient?birth-place=bes")
+            .text()
+            .contains("$reindex")
+    });
+    assert!(learned, "node B never learned the new SearchParameter");
+    // B indexes what it writes from now on; A's reindex makes the rest searchable on B too.
+    b.put("/Patient/b2", &born_in("b2", "Besse")).ok_json();
+    assert_eq!(a.post("/$reindex", &json!({})).status, 200);
+    let searchable = eventually(|| b.get("/Patient?birth-place=bes").status == 200);
+    assert!(searchable, "node B never learned that the reindex was done");
+    assert_eq!(set(&b, "/Patient?birth-place=bes"), of(&["b1", "b2"]));
+    assert_eq!(set(&a, "/Patient?birth-place=bes"), of(&["b1", "b2"]));
+
+    // Retired through B: out of force on A.
+    b.put(
+        "/SearchParameter/birth-place",
+        &birth_place_parameter("retired"),
+    )
+    .ok_json();
+    let retired = eventually(|| a.get("/Patient?birth-place=bes").status == 400);
+    assert!(retired, "node A still searches a retired definition");
+}
+
+/// Whether `check` holds within 10 seconds (nodes poll every 2).
+fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(10) {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
 /// A redefined, retired or re-activated SearchParameter never answers from stale rows.
 fn search_parameters_redefined(backend: common::Backend) {
     let server = Server::start(backend);

@@ -1,13 +1,15 @@
 //! The search parameters in force: R4's and those of the active SearchParameter resources.
-//! Loaded at start and again after a SearchParameter is written through this node (other
-//! nodes of a cluster see it at their next start). Their keys are registered at once, so new
-//! writes index them; existing resources wait for `$reindex` (or the next start).
+//! Loaded at start, again after a SearchParameter is written through this node, and when
+//! [`SearchRegistry::refresh`] (polled by the server) sees that SearchParameters were written
+//! through another node of a cluster. Their keys are registered at once, so new writes index
+//! them; existing resources wait for `$reindex` (or the next start).
 
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::access::AccessScope;
 use crate::fhir::search::{custom, index_entries, r4, ParamJson, SearchParams};
 use crate::fhir::{json, served};
+use crate::store::search::keys::ParamsStamp;
 use crate::store::{Store, StoreError};
 
 pub struct SearchRegistry {
@@ -15,16 +17,22 @@ pub struct SearchRegistry {
     /// Serialises reloads (and the snapshot a reindex starts from), so that the parameters
     /// and the store's keys in force always come from the same compilation.
     changing: Mutex<()>,
+    /// The database state the parameters in force were compiled from
+    /// ([`Store::search_params_stamp`]), read before compiling: a change racing with a reload
+    /// changes the stamp again and causes another reload.
+    stamp: Mutex<ParamsStamp>,
 }
 
 impl SearchRegistry {
     /// Compiles the parameters of the stored SearchParameters and registers their keys.
     /// Returns the registry and the types to reindex before new parameters are searchable.
     pub fn load(store: &Store) -> Result<(SearchRegistry, Vec<String>), StoreError> {
+        let stamp = store.search_params_stamp()?;
         let (params, pending) = compile(store)?;
         let registry = SearchRegistry {
             current: RwLock::new(params),
             changing: Mutex::new(()),
+            stamp: Mutex::new(stamp),
         };
         Ok((registry, pending))
     }
@@ -41,8 +49,27 @@ impl SearchRegistry {
     /// the types whose resources need a reindex.
     pub fn reload(&self, store: &Store) -> Result<Vec<String>, StoreError> {
         let _changing = self.changing();
+        self.reload_locked(store)
+    }
+
+    /// Reloads when SearchParameters were written, or keys reindexed, since the parameters in
+    /// force were compiled (through any node): how nodes of a cluster learn each other's
+    /// definitions. `None` when
+    /// nothing changed, else the types whose resources need a reindex.
+    pub fn refresh(&self, store: &Store) -> Result<Option<Vec<String>>, StoreError> {
+        let _changing = self.changing();
+        let stamp = store.search_params_stamp()?;
+        if stamp == *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Ok(None);
+        }
+        self.reload_locked(store).map(Some)
+    }
+
+    fn reload_locked(&self, store: &Store) -> Result<Vec<String>, StoreError> {
+        let stamp = store.search_params_stamp()?;
         let (params, pending) = compile(store)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = params;
+        *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = stamp;
         Ok(pending)
     }
 

@@ -132,6 +132,12 @@ impl Store {
         })
     }
 
+    /// What the search parameters in force depend on in the database
+    /// ([`search::keys::ParamsStamp`]): nodes compare it to learn of each other's changes.
+    pub fn search_params_stamp(&self) -> Result<search::keys::ParamsStamp, StoreError> {
+        search::keys::params_stamp(&mut *self.conn()?)
+    }
+
     /// The types whose resources must be reindexed before some of their search parameters are
     /// searchable.
     pub fn pending_search_types(&self) -> Result<Vec<String>, StoreError> {

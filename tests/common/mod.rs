@@ -75,6 +75,22 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// The same database for a second server (a node of a cluster, PostgreSQL only); the
+    /// original still owns it and drops it.
+    pub fn shared(&self) -> TestDatabase {
+        assert!(
+            self.pg_name.is_some(),
+            "only PostgreSQL databases are shared by nodes"
+        );
+        TestDatabase {
+            url: self.url.clone(),
+            pg_name: None,
+            dir: None,
+        }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some(name) = &self.pg_name {

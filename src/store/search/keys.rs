@@ -339,3 +339,31 @@ pub fn mark_indexed(conn: &mut DbConnection, keys: &[(i32, String)]) -> Result<(
     }
     Ok(())
 }
+
+/// Changes whenever the search parameters in force may have changed, on any node: a
+/// SearchParameter written (its versions' count and last update: versions are never
+/// removed), or keys registered, dropped or marked indexed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ParamsStamp {
+    definitions: (i64, Option<i64>),
+    keys: (i64, i64),
+}
+
+pub(crate) fn params_stamp(conn: &mut DbConnection) -> Result<ParamsStamp, StoreError> {
+    use crate::store::schema::resource_version;
+    let definitions = resource_version::table
+        .filter(resource_version::res_type.eq("SearchParameter"))
+        .select((
+            diesel::dsl::count_star(),
+            diesel::dsl::max(resource_version::last_updated),
+        ))
+        .first(conn)?;
+    let keys: Vec<bool> = search_param::table
+        .select(search_param::indexed)
+        .load(conn)?;
+    let indexed = keys.iter().filter(|i| **i).count() as i64;
+    Ok(ParamsStamp {
+        definitions,
+        keys: (keys.len() as i64, indexed),
+    })
+}
