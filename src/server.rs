@@ -50,7 +50,7 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
         .unwrap_or_else(|| format!("{scheme}://{addr}/fhir"));
     if !pending.is_empty() {
         search
-            .reindex(&store, &pending, &base_url)
+            .reindex(&store, &pending, &base_url, &mut |_| {})
             .map_err(|e| format!("reindexing failed: {e}"))?;
     }
     let export_dir = config.export_dir.clone().unwrap_or_else(|| {

@@ -696,6 +696,93 @@ fn search_parameters_added_at_run_time_on_postgres() {
     search_parameters_added_at_run_time(common::Backend::Postgres);
 }
 
+/// `$reindex` with `Prefer: respond-async` runs as a job: 202 and a status URL that answers
+/// 202 with progress, then 200 with the outcome; a job whose node stopped says so.
+fn reindex_runs_as_a_job_when_asked(backend: common::Backend) {
+    let server = Server::start(backend);
+    for i in 0..30 {
+        let id = format!("b{i}");
+        server
+            .put(&format!("/Patient/{id}"), &born_in(&id, "Besançon"))
+            .ok_json();
+    }
+    server
+        .put(
+            "/SearchParameter/birth-place",
+            &birth_place_parameter("active"),
+        )
+        .ok_json();
+    let asynchronous = |path: &str| {
+        server
+            .request("POST", path)
+            .header("Prefer", "respond-async")
+            .header("Content-Type", "application/fhir+json")
+            .body(b"{}")
+    };
+    let accepted = asynchronous("/$reindex");
+    assert_eq!(accepted.status, 202, "{}", accepted.text());
+    let status = accepted.header("content-location").unwrap().to_string();
+    assert!(status.contains("/$reindex-status/"), "{status}");
+    let started = std::time::Instant::now();
+    let done = loop {
+        let response = server.get(&status);
+        if response.status == 200 {
+            break response;
+        }
+        assert_eq!(response.status, 202, "{}", response.text());
+        assert!(
+            response
+                .header("x-progress")
+                .unwrap()
+                .contains("/30 resources"),
+            "{response:?}"
+        );
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the reindex job did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        done.text().contains("reindexed 30 resources of Patient"),
+        "{}",
+        done.text()
+    );
+    assert_eq!(set(&server, "/Patient?birth-place=bes").len(), 30);
+    // Nothing pending: answered at once.
+    let nothing = asynchronous("/$reindex");
+    assert_eq!(nothing.status, 200, "{}", nothing.text());
+    assert!(
+        nothing.text().contains("nothing to reindex"),
+        "{}",
+        nothing.text()
+    );
+    server.get("/$reindex-status/nope").outcome(404);
+    // A running job whose heartbeat stopped lost its node.
+    exec_on(
+        &server.database.url,
+        "INSERT INTO reindex_job (id, types, status, total, done, created, updated) \
+         VALUES ('stale', '[\"Patient\"]', 'running', 10, 3, 0, 0)",
+    );
+    let stale = server.get("/$reindex-status/stale");
+    assert_eq!(stale.status, 500, "{}", stale.text());
+    assert!(
+        stale.text().contains("stopped with its node after 3 of 10"),
+        "{}",
+        stale.text()
+    );
+}
+
+#[test]
+fn reindex_runs_as_a_job_when_asked_on_sqlite() {
+    reindex_runs_as_a_job_when_asked(common::Backend::Sqlite);
+}
+
+#[test]
+fn reindex_runs_as_a_job_when_asked_on_postgres() {
+    reindex_runs_as_a_job_when_asked(common::Backend::Postgres);
+}
+
 /// Two nodes on one PostgreSQL database: a definition written through one, and its reindex,
 /// come into force on the other within seconds, without a restart.
 #[test]

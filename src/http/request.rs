@@ -74,6 +74,17 @@ pub fn prefer<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
         })
 }
 
+/// `Prefer: respond-async`: the client asks for the asynchronous request pattern (202 and a
+/// status URL to poll).
+pub fn respond_async(req: &HttpRequest) -> bool {
+    req.headers().get_all("prefer").any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split([',', ';'])
+                .any(|part| part.trim().eq_ignore_ascii_case("respond-async"))
+        })
+    })
+}
+
 pub use crate::interaction::bundle::Return;
 
 pub fn prefer_return(req: &HttpRequest) -> Return {

@@ -80,13 +80,15 @@ impl SearchRegistry {
 
 impl SearchRegistry {
     /// Indexes the existing resources of `types` again with the parameters in force, in
-    /// batches, with progress in the log; their pending parameters then become searchable.
-    /// Returns how many resources were reindexed.
+    /// batches, with progress in the log and told to `progress` (the count so far, after each
+    /// batch); their pending parameters then become searchable. Returns how many resources
+    /// were reindexed.
     pub fn reindex(
         &self,
         store: &Store,
         types: &[String],
         base_url: &str,
+        progress: &mut dyn FnMut(u64),
     ) -> Result<u64, StoreError> {
         let started = std::time::Instant::now();
         // The parameters and the keys they registered, taken together.
@@ -99,13 +101,14 @@ impl SearchRegistry {
             index_entries(&params, &resource, base_url).map_err(|e| e.to_string())
         };
         let mut last_log = std::time::Instant::now();
-        let mut progress = |done: u64| {
+        let mut report = |done: u64| {
+            progress(done);
             if last_log.elapsed().as_secs() >= 5 {
                 log::info!("reindexing {}: {done} resources so far", types.join(", "));
                 last_log = std::time::Instant::now();
             }
         };
-        let done = store.reindex(types, &extract, &mut progress)?;
+        let done = store.reindex(types, &extract, &mut report)?;
         // Keys redefined meanwhile stay pending (their definition no longer matches).
         store.mark_indexed(&keys)?;
         self.reload(store)?;

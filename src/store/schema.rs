@@ -197,3 +197,17 @@ diesel::table! {
         updated -> BigInt,
     }
 }
+
+diesel::table! {
+    reindex_job (id) {
+        id -> Text,
+        types -> Text,
+        status -> Text,
+        total -> BigInt,
+        done -> BigInt,
+        created -> BigInt,
+        updated -> BigInt,
+        finished -> Nullable<BigInt>,
+        message -> Nullable<Text>,
+    }
+}

@@ -23,7 +23,7 @@ use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::served;
 use crate::http::error::ApiError;
 use crate::http::negotiate::{body_kind, reply_format, unsupported, Body, FHIR_JSON, PLAIN_JSON};
-use crate::http::request::{prefer, read_body, Params};
+use crate::http::request::{prefer, read_body, respond_async, Params};
 use crate::http::AppState;
 use crate::store::export::{
     ExportJob, ExportLevel, ExportMember, ExportSpec, ExportStatus, FileKind,
@@ -63,16 +63,6 @@ fn caller(req: &HttpRequest) -> Option<String> {
 
 fn scope(req: &HttpRequest) -> AccessScope {
     super::resource::scope(req)
-}
-
-/// `Prefer: respond-async`, required by the asynchronous pattern.
-fn respond_async(req: &HttpRequest) -> bool {
-    req.headers().get_all("prefer").any(|value| {
-        value.to_str().is_ok_and(|v| {
-            v.split([',', ';'])
-                .any(|part| part.trim().eq_ignore_ascii_case("respond-async"))
-        })
-    })
 }
 
 fn lenient(req: &HttpRequest) -> bool {

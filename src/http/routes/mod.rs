@@ -83,6 +83,12 @@ pub const INTERACTIONS: &[Interaction] = &[
     interaction("batch", Level::System, Method::POST, ""),
     interaction("reindex", Level::Operation, Method::POST, "/$reindex"),
     interaction(
+        "reindex-status",
+        Level::Operation,
+        Method::GET,
+        "/$reindex-status/{job}",
+    ),
+    interaction(
         "everything",
         Level::Operation,
         Method::GET,
@@ -169,6 +175,7 @@ const PATHS: &[&str] = &[
     "/_history",
     "/_search",
     "/$reindex",
+    "/$reindex-status/{job}",
     "/$export",
     "/$export-status/{job}",
     "/$export-file/{job}/{file}",
@@ -206,6 +213,7 @@ fn handler(code: &str, method: &Method) -> Route {
         "conditional-delete" => web::delete().to(conditional::delete),
         "transaction" | "batch" => web::post().to(transaction::process),
         "reindex" => web::post().to(reindex::reindex),
+        "reindex-status" => web::get().to(reindex::status),
         "everything" => web::get().to(everything::everything),
         "export" => web::method(method.clone()).to(export::kickoff_system),
         "patient-export" => web::method(method.clone()).to(export::kickoff_patient),

@@ -1,0 +1,1 @@
+DROP TABLE reindex_job;
