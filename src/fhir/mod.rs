@@ -9,6 +9,7 @@ pub mod json;
 pub mod meta;
 pub mod outcome;
 pub mod patch;
+pub mod preconditions;
 pub mod search;
 pub mod served;
 pub mod summary;

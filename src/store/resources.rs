@@ -135,7 +135,7 @@ impl<E> From<DieselError> for Attempt<E> {
             DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
                 Attempt::Retry
             }
-            other => Attempt::Fail(StoreError::Database(other)),
+            other => Attempt::Fail(other.into()),
         }
     }
 }
@@ -502,7 +502,7 @@ pub(super) fn create_many_in<E>(
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
                 StoreError::AlreadyExists
             }
-            other => StoreError::Database(other),
+            other => other.into(),
         };
         (None, WriteError::Store(error))
     };
