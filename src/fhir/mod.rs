@@ -14,4 +14,5 @@ pub mod search;
 pub mod served;
 pub mod summary;
 pub mod transaction;
+pub mod unique;
 pub mod validate;

@@ -92,7 +92,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         let (status, code) = match &e {
             StoreError::VersionConflict { .. } => (StatusCode::PRECONDITION_FAILED, "conflict"),
-            StoreError::AlreadyExists => (StatusCode::CONFLICT, "duplicate"),
+            StoreError::AlreadyExists | StoreError::DuplicateIdentifier { .. } => {
+                (StatusCode::CONFLICT, "duplicate")
+            }
             StoreError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             StoreError::Contention => (StatusCode::CONFLICT, "transient"),
             StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "transient"),

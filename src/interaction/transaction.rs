@@ -35,6 +35,7 @@ use crate::fhir::search::ParamType;
 use crate::fhir::transaction::{
     self as rules, Address, BundleError, Entry, EntryError, Kind, Method, References,
 };
+use crate::fhir::unique::unique_identifiers;
 use crate::fhir::{json, meta, preconditions, served};
 use crate::store::search::index::IndexRows;
 use crate::store::search::SearchRequest;
@@ -1216,6 +1217,7 @@ fn create_all(
         Ok(Prepared {
             patients,
             index,
+            unique: unique_identifiers(resource),
             body: resource.to_string(),
         })
     };

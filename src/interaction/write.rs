@@ -13,6 +13,7 @@ use crate::access::AccessScope;
 use crate::fhir::outcome::Issue;
 use crate::fhir::patch::JsonPatch;
 use crate::fhir::search;
+use crate::fhir::unique::unique_identifiers;
 use crate::fhir::{compartment, json, meta, served, validate};
 use crate::store::search::index::IndexRows;
 use crate::store::{Prepared, Prior, WriteError, WriteMethod, WriteTarget, Written};
@@ -165,6 +166,7 @@ pub fn stamper<'a>(
         Ok(Prepared {
             patients: patients.clone(),
             index: index.clone(),
+            unique: unique_identifiers(resource),
             body: resource.to_string(),
         })
     }
@@ -251,6 +253,7 @@ pub fn patch_preparer<'a>(
         Ok(Prepared {
             patients,
             index: Arc::new(index_rows(services, &patched)?),
+            unique: unique_identifiers(&patched),
             body: patched.to_string(),
         })
     }

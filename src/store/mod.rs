@@ -12,6 +12,7 @@ mod resources;
 mod schema;
 pub mod search;
 pub mod transaction;
+mod unique;
 
 use std::sync::Arc;
 
@@ -40,6 +41,11 @@ pub enum StoreError {
     VersionConflict { expected: i64, current: i64 },
     #[error("a resource with this id already exists")]
     AlreadyExists,
+    /// Another live resource holds an identifier that must be unique.
+    #[error(
+        "{holder} already holds the identifier {identifier}, which only one resource may hold"
+    )]
+    DuplicateIdentifier { holder: String, identifier: String },
     #[error("the resource is outside what this caller may write")]
     Forbidden,
     #[error("the resource is being changed by other requests at the same time; retry")]

@@ -194,3 +194,12 @@ diesel::table! {
         updated -> BigInt,
     }
 }
+
+diesel::table! {
+    unique_identifier (res_type, system, value) {
+        res_type -> Text,
+        system -> Text,
+        value -> Text,
+        res_key -> BigInt,
+    }
+}
