@@ -111,21 +111,14 @@ pub fn version_header(req: &HttpRequest, name: HeaderName) -> Result<Option<i64>
         return Ok(None);
     };
     let text = value.to_str().unwrap_or("").trim();
-    parse_etag(text).map(Some).ok_or_else(|| {
-        ApiError::bad_request(Issue::error(
-            "invalid",
-            format!("{name}: {text:?} is not a version tag; expected W/\"<versionId>\""),
-        ))
-    })
-}
-
-pub fn parse_etag(text: &str) -> Option<i64> {
-    let text = text.strip_prefix("W/").unwrap_or(text);
-    let text = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(text);
-    text.parse::<i64>().ok().filter(|v| *v > 0)
+    crate::fhir::transaction::parse_etag(text)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(Issue::error(
+                "invalid",
+                format!("{name}: {text:?} is not a version tag; expected W/\"<versionId>\""),
+            ))
+        })
 }
 
 /// Reads the whole body, decompressed, refusing more than `limit` bytes with 413 (so a small

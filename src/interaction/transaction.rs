@@ -886,9 +886,9 @@ fn rank_resolution(planned: &mut [Planned]) -> Result<(), ApiError> {
                 return Err(refuse(
                     p,
                     format!(
-                        "the criteria name {url}, the fullUrl of a {:?} entry, which has no \
+                        "the criteria name {url}, the fullUrl of a {} entry, which has no \
                          identity: name a writing entry",
-                        named.method
+                        format!("{:?}", named.method).to_uppercase()
                     ),
                 ));
             }

@@ -408,7 +408,7 @@ fn not_modified(req: &HttpRequest, info: &VersionInfo<'_>) -> bool {
         .and_then(|v| v.to_str().ok())
     {
         return tags.split(',').any(|t| {
-            t.trim() == "*" || crate::http::request::parse_etag(t.trim()) == Some(info.version)
+            t.trim() == "*" || crate::fhir::transaction::parse_etag(t) == Some(info.version)
         });
     }
     if let Some(since) = req
