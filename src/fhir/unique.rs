@@ -10,19 +10,20 @@
 use serde_json::Value;
 
 /// `(system, value)` of the identifiers of `resource` that no other live resource of its
-/// type may hold (a missing system is the empty string).
-pub fn unique_identifiers(resource: &Value) -> Vec<(String, String)> {
+/// type may hold (a missing system is the empty string); `None` for the types that keep none,
+/// whose writes then leave the store's table of such identifiers alone.
+pub fn unique_identifiers(resource: &Value) -> Option<Vec<(String, String)>> {
     if resource["resourceType"] != "DocumentReference" {
-        return Vec::new();
+        return None;
     }
     let master = &resource["masterIdentifier"];
-    match master["value"].as_str() {
+    Some(match master["value"].as_str() {
         Some(value) => vec![(
             master["system"].as_str().unwrap_or_default().to_string(),
             value.to_string(),
         )],
         None => Vec::new(),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -36,10 +37,14 @@ mod tests {
             "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.3"}});
         assert_eq!(
             unique_identifiers(&doc),
-            vec![("urn:ietf:rfc:3986".to_string(), "urn:oid:1.2.3".to_string())]
+            Some(vec![(
+                "urn:ietf:rfc:3986".to_string(),
+                "urn:oid:1.2.3".to_string()
+            )])
         );
         let other = json!({"resourceType": "Patient", "masterIdentifier": {"value": "x"}});
-        assert!(unique_identifiers(&other).is_empty());
-        assert!(unique_identifiers(&json!({"resourceType": "DocumentReference"})).is_empty());
+        assert_eq!(unique_identifiers(&other), None);
+        let bare = json!({"resourceType": "DocumentReference"});
+        assert_eq!(unique_identifiers(&bare), Some(Vec::new()));
     }
 }

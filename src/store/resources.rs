@@ -87,8 +87,15 @@ pub struct Prepared {
     /// The search index rows of the new content ([`Store::index_rows`]); shared, so that a
     /// caller computes them once, outside the write's critical section.
     pub index: Arc<IndexRows>,
-    /// `(system, value)` identifiers that no other live resource of the type may hold.
-    pub unique: Vec<(String, String)>,
+    /// `(system, value)` identifiers that no other live resource of the type may hold;
+    /// `None` when the type keeps none (its writes do not touch that table at all).
+    pub unique: Option<Vec<(String, String)>>,
+}
+
+impl Prepared {
+    fn identifiers(&self) -> &[(String, String)] {
+        self.unique.as_deref().unwrap_or(&[])
+    }
 }
 
 /// The outcome of a successful write.
@@ -334,7 +341,7 @@ fn write_attempt<E>(
                 if !scope.permits_write(&prepared.patients) {
                     return Err(StoreError::Forbidden.into());
                 }
-                unique::check(conn, target.res_type, None, &prepared.unique)?;
+                unique::check(conn, target.res_type, None, prepared.identifiers())?;
                 let key = diesel::insert_into(resource::table)
                     .values((
                         resource::res_type.eq(target.res_type),
@@ -379,7 +386,7 @@ fn write_attempt<E>(
                 if !scope.permits_write(&prepared.patients) {
                     return Err(StoreError::Forbidden.into());
                 }
-                unique::check(conn, target.res_type, Some(key), &prepared.unique)?;
+                unique::check(conn, target.res_type, Some(key), prepared.identifiers())?;
                 diesel::update(resource::table)
                     .filter(resource::res_key.eq(key))
                     .set((
@@ -410,7 +417,9 @@ fn write_attempt<E>(
     insert_version(conn, &row)?;
     insert_compartments(conn, key, &prepared.patients)?;
     index::insert(conn, key, &prepared.index)?;
-    unique::replace(conn, key, target.res_type, &prepared.unique, !created)?;
+    if let Some(identifiers) = &prepared.unique {
+        unique::replace(conn, key, target.res_type, identifiers, !created)?;
+    }
     Ok(Written {
         version,
         last_updated,
@@ -504,7 +513,7 @@ pub(super) fn create_many_in<E>(
         prepared.push(p);
     }
     let identifiers: Vec<&[(String, String)]> =
-        prepared.iter().map(|p| p.unique.as_slice()).collect();
+        prepared.iter().map(Prepared::identifiers).collect();
     unique::check_among(targets, &identifiers).map_err(|(i, e)| (Some(i), e.into()))?;
     for (i, (ty, _)) in targets.iter().enumerate() {
         if !identifiers[i].is_empty() {
@@ -637,8 +646,8 @@ fn insert_new(
         .iter()
         .zip(targets)
         .zip(prepared)
-        .filter(|(_, p)| !p.unique.is_empty())
-        .map(|((&key, (ty, _)), p)| (key, *ty, p.unique.as_slice()))
+        .filter(|(_, p)| !p.identifiers().is_empty())
+        .map(|((&key, (ty, _)), p)| (key, *ty, p.identifiers()))
         .collect();
     unique::insert(conn, &identifiers)
 }
