@@ -5,6 +5,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 
+use actix_web::middleware::{NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
 
 use crate::config::ServeConfig;
@@ -110,6 +111,8 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            // Clients append slashes (`POST /fhir/`, `GET /fhir/Patient/`): the same resource.
+            .wrap(NormalizePath::new(TrailingSlash::Trim))
             .configure(http::configure)
     })
     .workers(workers);

@@ -25,6 +25,7 @@ fn write(
     let patients: Vec<String> = patients.iter().map(|p| p.to_string()).collect();
     let mut prepare = |_: Prior<'_>, version: i64, _: i64| {
         Ok::<_, String>(Prepared {
+            unique: None,
             patients: patients.clone(),
             index: Default::default(),
             body: format!(r#"{{"resourceType":"{res_type}","id":"{id}","v":{version}}}"#),
@@ -59,6 +60,7 @@ fn write_indexed(store: &Store, resource: serde_json::Value, patients: &[&str]) 
     let index = std::sync::Arc::new(store.index_rows(&res_type, &entries).unwrap());
     let mut prepare = |_: Prior<'_>, _: i64, _: i64| {
         Ok::<_, String>(Prepared {
+            unique: None,
             patients: patients.clone(),
             index: index.clone(),
             body: resource.to_string(),

@@ -23,6 +23,7 @@ fn write(store: &Store, id: &str, explode: bool) -> Result<i64, String> {
         Ok::<_, String>(Prepared {
             patients: vec![id.to_string()],
             index: Default::default(),
+            unique: None,
             body: format!(r#"{{"resourceType":"Patient","id":"{id}","v":{version}}}"#),
         })
     };

@@ -311,6 +311,27 @@ backend_tests! {
         wrong.outcome(405);
         assert_eq!(wrong.header("allow"), Some("GET"));
     }
+
+    fn a_trailing_slash_on_the_base_or_a_path_is_the_same_resource(server: &Server) {
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": "urn:uuid:5d1b4f0e-0000-4000-8000-000000000001", "resource": patient("Slash"),
+             "request": {"method": "POST", "url": "Patient"}}]});
+        let body = server.post("/", &bundle).ok_json();
+        assert_eq!(body["type"], "transaction-response");
+        let location = body["entry"][0]["response"]["location"].as_str().unwrap().to_string();
+        let id = location.split('/').nth(1).unwrap().to_string();
+        let search = server.get("/Patient/").ok_json();
+        assert_eq!(search["type"], "searchset");
+        assert_eq!(search["entry"].as_array().unwrap().len(), 1);
+        let filtered = server.get("/Patient/?family=slash").ok_json();
+        assert_eq!(filtered["entry"][0]["resource"]["id"], id.as_str());
+        assert_eq!(server.get(&format!("/Patient/{id}/")).ok_json()["id"], id.as_str());
+        assert_eq!(server.get("/metadata/").ok_json()["resourceType"], "CapabilityStatement");
+        let created = server.post("/Patient/", &patient("Slash2"));
+        assert_eq!(created.status, 201, "{}", created.text());
+        // Unknown paths stay 404, with an OperationOutcome.
+        server.get("/Nothing/here/").outcome(404);
+    }
 }
 
 fn urlencode(text: &str) -> String {

@@ -361,7 +361,7 @@ backend_tests! {
             json!({"resource": b2, "request": {"method": "PUT", "url": format!("Patient/{b_id}")}}),
         ]);
         let text = diagnostics(&send(server, &twice).outcome(400));
-        assert!(text.contains("both write"), "{text}");
+        assert!(text.contains("both act on"), "{text}");
         // The same conditional criteria twice: 400.
         let same = transaction(vec![
             json!({"resource": patient("8", "X"), "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=a|8"}}),
@@ -483,6 +483,243 @@ backend_tests! {
         assert_eq!(count(server, &format!("/Patient/{last_id}/Observation?_count=100")), 20);
         assert_eq!(count(server, "/Patient?family=bulk29"), 1);
         assert_eq!(server.all_versions().len(), 630);
+    }
+
+    fn a_matched_if_none_exist_resolves_nothing_inside(server: &Server) {
+        // The Device exists: the entry writes nothing, so the conditional reference inside its
+        // resource (which matches no Patient) is never searched.
+        let device = server.post("/Device", &json!({"resourceType": "Device",
+            "identifier": [{"system": DEVICES, "value": "dev-known"}]})).ok_json();
+        let device_ref = format!("Device/{}", device["id"].as_str().unwrap());
+        let feed = |value: &str| {
+            let mut obs = observation(&format!("Patient?identifier={INS}|1111111111111"), value);
+            obs["subject"] = json!({"display": "not linked"});
+            obs["device"] = json!({"reference": "urn:uuid:0c3b6c5e-0000-4000-8000-0000000000a1"});
+            transaction(vec![
+                post("urn:uuid:0c3b6c5e-0000-4000-8000-0000000000a0", obs),
+                json!({"fullUrl": "urn:uuid:0c3b6c5e-0000-4000-8000-0000000000a1",
+                       "resource": {"resourceType": "Device",
+                                    "identifier": [{"system": DEVICES, "value": "dev-known"}],
+                                    "patient": {"reference": format!("Patient?identifier={INS}|0000000000000")}},
+                       "request": {"method": "POST", "url": "Device", "ifNoneExist": format!("identifier={DEVICES}|dev-known")}}),
+            ])
+        };
+        let body = send(server, &feed("70")).ok_json();
+        assert_eq!(body["entry"][1]["response"]["status"], "200 OK");
+        assert_eq!(reference_of(&body["entry"][1]), device_ref);
+        assert_eq!(body["entry"][0]["resource"]["device"]["reference"], device_ref.as_str());
+        assert!(body["entry"][1]["resource"].get("patient").is_none(), "the stored Device, unchanged");
+        assert_eq!(count(server, "/Device"), 1);
+        // When the Device does not exist it is created, and then its reference must resolve.
+        let before = server.all_versions();
+        let mut missing = feed("71");
+        missing["entry"][1]["request"]["ifNoneExist"] = json!(format!("identifier={DEVICES}|dev-new"));
+        let text = diagnostics(&send(server, &missing).outcome(400));
+        assert!(text.contains("entry 1 (urn:uuid:0c3b6c5e-0000-4000-8000-0000000000a1)") && text.contains("no Patient matches"), "{text}");
+        assert_eq!(server.all_versions(), before);
+    }
+
+    fn a_matched_if_none_exist_and_a_put_of_the_same_resource_overlap(server: &Server) {
+        let device = server.post("/Device", &json!({"resourceType": "Device",
+            "identifier": [{"system": DEVICES, "value": "dev-twice"}]})).ok_json();
+        let id = device["id"].as_str().unwrap().to_string();
+        let before = server.all_versions();
+        let bundle = transaction(vec![
+            json!({"fullUrl": "urn:uuid:0c3b6c5e-0000-4000-8000-0000000000b0",
+                   "resource": {"resourceType": "Device", "identifier": [{"system": DEVICES, "value": "dev-twice"}]},
+                   "request": {"method": "POST", "url": "Device", "ifNoneExist": format!("identifier={DEVICES}|dev-twice")}}),
+            json!({"fullUrl": format!("{}/Device/{id}", server.base),
+                   "resource": {"resourceType": "Device", "id": id, "manufacturer": "Other"},
+                   "request": {"method": "PUT", "url": format!("Device/{id}")}}),
+        ]);
+        let response = send(server, &bundle);
+        let text = diagnostics(&response.outcome(400));
+        assert!(text.contains("entry 0 (urn:uuid:0c3b6c5e-0000-4000-8000-0000000000b0) (its ifNoneExist matched it)"), "{text}");
+        assert!(text.contains(&format!("entry 1 ({}/Device/{id})", server.base)), "{text}");
+        assert!(text.contains(&format!("Device/{id}")), "{text}");
+        assert_eq!(server.all_versions(), before);
+        assert!(server.get(&format!("/Device/{id}")).json().get("manufacturer").is_none());
+        // Two ifNoneExist entries whose different criteria match the same resource: the same.
+        let both = transaction(vec![
+            bundle["entry"][0].clone(),
+            json!({"resource": {"resourceType": "Device"},
+                   "request": {"method": "POST", "url": "Device", "ifNoneExist": format!("_id={id}")}}),
+        ]);
+        let text = diagnostics(&send(server, &both).outcome(400));
+        assert!(text.contains("both act on"), "{text}");
+        assert_eq!(server.all_versions(), before);
+    }
+
+    fn preconditions_that_mean_nothing_are_refused(server: &Server) {
+        let existing = server.post("/Patient", &patient("12", "Pre")).ok_json();
+        let id = existing["id"].as_str().unwrap().to_string();
+        let patch = base64::engine::general_purpose::STANDARD
+            .encode(br#"[{"op":"replace","path":"/active","value":false}]"#);
+        let patch_entry = json!({"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": patch},
+                                 "request": {"method": "PATCH", "url": format!("Patient/{id}")}});
+        let delete_entry = json!({"request": {"method": "DELETE", "url": format!("Patient/{id}")}});
+        let mut cases = Vec::new();
+        let mut with = |entry: &Value, key: &str, value: &str| {
+            let mut e = entry.clone();
+            e["request"][key] = json!(value);
+            cases.push((e, key.to_string()));
+        };
+        let create = post("urn:uuid:0c3b6c5e-0000-4000-8000-0000000000c0", patient("13", "New"));
+        with(&create, "ifMatch", "W/\"1\"");
+        with(&create, "ifNoneMatch", "*");
+        with(&patch_entry, "ifNoneMatch", "*");
+        with(&delete_entry, "ifNoneMatch", "W/\"1\"");
+        for (entry, key) in cases {
+            let response = send(server, &transaction(vec![entry.clone()]));
+            response.outcome_at(400, &format!("Bundle.entry[0].request.{key}"));
+            let text = diagnostics(&response.outcome(400));
+            assert!(text.contains("entry 0") && text.contains(&format!("request.{key}")), "{text}");
+            // In a batch, that entry fails alone.
+            let ok = post("urn:uuid:0c3b6c5e-0000-4000-8000-0000000000c1", patient("14", "Fine"));
+            let body = send(server, &batch(vec![ok, entry])).ok_json();
+            assert_eq!(body["entry"][1]["response"]["status"], "400 Bad Request", "{body}");
+            assert_eq!(body["entry"][1]["response"]["outcome"]["issue"][0]["expression"][0],
+                format!("Bundle.entry[1].request.{key}"));
+            assert_eq!(body["entry"][0]["response"]["status"], "201 Created");
+            let created = reference_of(&body["entry"][0]);
+            server.delete(&format!("/{created}"));
+        }
+        // ifNoneMatch other than * on a PUT.
+        let mut update = existing.clone();
+        update.as_object_mut().unwrap().remove("meta");
+        let put = json!({"resource": update, "request": {"method": "PUT", "url": format!("Patient/{id}"), "ifNoneMatch": "W/\"1\""}});
+        send(server, &transaction(vec![put])).outcome_at(400, "Bundle.entry[0].request.ifNoneMatch");
+        assert_eq!(count(server, "/Patient"), 1);
+        assert_eq!(server.get(&format!("/Patient/{id}/_history")).ok_json()["total"], 1);
+
+        // The REST API refuses the same headers, by the same table.
+        let before = server.all_versions();
+        let cases: Vec<(&str, String, &str, &str)> = vec![
+            ("POST", "/Patient".into(), "If-Match", "W/\"1\""),
+            ("POST", "/Patient".into(), "If-None-Match", "*"),
+            ("PATCH", format!("/Patient/{id}"), "If-None-Match", "*"),
+            ("DELETE", format!("/Patient/{id}"), "If-None-Match", "*"),
+            ("PUT", format!("/Patient/{id}"), "If-None-Exist", "identifier=a|b"),
+            ("PUT", format!("/Patient/{id}"), "If-None-Match", "W/\"1\""),
+            ("DELETE", format!("/Patient?identifier={INS}|12"), "If-None-Match", "*"),
+        ];
+        for (method, path, header, value) in cases {
+            let request = server.request(method, &path).header(header, value);
+            let response = if method == "PATCH" {
+                request.header("Content-Type", "application/json-patch+json").json(&json!([{"op": "replace", "path": "/active", "value": false}]))
+            } else if method == "DELETE" {
+                request.send()
+            } else {
+                let mut body = patient("15", "Rest");
+                if method == "PUT" {
+                    body["id"] = json!(id);
+                }
+                request.json(&body)
+            };
+            let issues = response.outcome(400);
+            assert_eq!(issues[0]["expression"][0], header, "{method} {path} {header}");
+            assert!(diagnostics(&issues).contains(header), "{issues:?}");
+        }
+        // If-None-Match: * on a REST PUT means create only, as in a Bundle.
+        let mut again = existing.clone();
+        again["active"] = json!(false);
+        let response = server.request("PUT", &format!("/Patient/{id}")).header("If-None-Match", "*").json(&again);
+        response.outcome(412);
+        let fresh = json!({"resourceType": "Patient", "id": "create-only"});
+        assert_eq!(server.request("PUT", "/Patient/create-only").header("If-None-Match", "*").json(&fresh).status, 201);
+        server.request("PUT", "/Patient/create-only").header("If-None-Match", "*").json(&fresh).outcome(412);
+        assert_eq!(server.get("/Patient/create-only/_history").ok_json()["total"], 1);
+        let mut expected = before.clone();
+        expected.push("Patient/create-only@W/\"1\"".to_string());
+        let mut versions = server.all_versions();
+        versions.sort();
+        expected.sort();
+        assert_eq!(versions, expected, "refused requests stored nothing");
+        assert_eq!(server.get(&format!("/Patient/{id}")).json()["meta"]["versionId"], "1");
+    }
+
+    fn criteria_may_name_other_entries_but_not_in_a_cycle(server: &Server) {
+        // The Observation's ifNoneExist names the Patient entry, which is itself conditional:
+        // the Patient is resolved first, then the Observation's criteria search for it.
+        let patient_id = server.post("/Patient", &patient("1850112345678", "Ordre")).ok_json()["id"].as_str().unwrap().to_string();
+        let mut obs = observation(&format!("Patient/{patient_id}"), "80");
+        obs["identifier"] = json!([{"system": DEVICES, "value": "obs-1"}]);
+        let obs_id = server.post("/Observation", &obs).ok_json()["id"].as_str().unwrap().to_string();
+        let before = server.all_versions();
+        let bundle = transaction(vec![
+            json!({"fullUrl": "urn:uuid:0c3b6c5e-0000-4000-8000-0000000000d1",
+                   "resource": observation("urn:uuid:0c3b6c5e-0000-4000-8000-0000000000d0", "80"),
+                   "request": {"method": "POST", "url": "Observation",
+                               "ifNoneExist": "subject=urn:uuid:0c3b6c5e-0000-4000-8000-0000000000d0&code=http://loinc.org|29463-7"}}),
+            json!({"fullUrl": "urn:uuid:0c3b6c5e-0000-4000-8000-0000000000d0",
+                   "resource": patient("1850112345678", "Ordre"),
+                   "request": {"method": "POST", "url": "Patient", "ifNoneExist": format!("identifier={INS}|1850112345678")}}),
+        ]);
+        let body = send(server, &bundle).ok_json();
+        assert_eq!(body["entry"][1]["response"]["status"], "200 OK");
+        assert_eq!(reference_of(&body["entry"][1]), format!("Patient/{patient_id}"));
+        assert_eq!(body["entry"][0]["response"]["status"], "200 OK", "{body}");
+        assert_eq!(reference_of(&body["entry"][0]), format!("Observation/{obs_id}"));
+        assert_eq!(server.all_versions(), before);
+        // A conditional update naming a new entry: the new resource has nothing yet, so it
+        // creates, and its criteria name the new id.
+        let update = transaction(vec![
+            post("urn:uuid:0c3b6c5e-0000-4000-8000-0000000000d2", patient("1850112345679", "Neuf")),
+            json!({"resource": observation("urn:uuid:0c3b6c5e-0000-4000-8000-0000000000d2", "81"),
+                   "request": {"method": "PUT", "url": "Observation?subject=urn:uuid:0c3b6c5e-0000-4000-8000-0000000000d2"}}),
+        ]);
+        let body = send(server, &update).ok_json();
+        assert_eq!(body["entry"][1]["response"]["status"], "201 Created");
+        assert_eq!(body["entry"][1]["resource"]["subject"]["reference"], reference_of(&body["entry"][0]).as_str());
+        let before = server.all_versions();
+
+        // Criteria naming each other: no order resolves them.
+        let cycle = transaction(vec![
+            json!({"fullUrl": "urn:uuid:0c3b6c5e-0000-4000-8000-0000000000e0", "resource": patient("1", "A"),
+                   "request": {"method": "POST", "url": "Patient", "ifNoneExist": "link=urn:uuid:0c3b6c5e-0000-4000-8000-0000000000e1"}}),
+            json!({"fullUrl": "urn:uuid:0c3b6c5e-0000-4000-8000-0000000000e1", "resource": patient("2", "B"),
+                   "request": {"method": "PUT", "url": "Patient?link=urn:uuid:0c3b6c5e-0000-4000-8000-0000000000e0"}}),
+        ]);
+        let response = send(server, &cycle);
+        let text = diagnostics(&response.outcome(400));
+        assert!(text.contains("entry 0 (urn:uuid:0c3b6c5e-0000-4000-8000-0000000000e0)")
+            && text.contains("entry 1 (urn:uuid:0c3b6c5e-0000-4000-8000-0000000000e1)"), "{text}");
+        response.outcome_at(400, "Bundle.entry[0].request");
+        // An entry naming itself.
+        let own = transaction(vec![json!({"fullUrl": "urn:uuid:0c3b6c5e-0000-4000-8000-0000000000e2", "resource": patient("3", "C"),
+            "request": {"method": "POST", "url": "Patient", "ifNoneExist": "link=urn:uuid:0c3b6c5e-0000-4000-8000-0000000000e2"}})]);
+        let text = diagnostics(&send(server, &own).outcome(400));
+        assert!(text.contains("its own fullUrl"), "{text}");
+        // A urn:uuid that no entry declares.
+        let unknown = transaction(vec![json!({"resource": patient("4", "D"),
+            "request": {"method": "POST", "url": "Patient", "ifNoneExist": "link=urn:uuid:0c3b6c5e-0000-4000-8000-0000000000ff"}})]);
+        let text = diagnostics(&send(server, &unknown).outcome(400));
+        assert!(text.contains("entry 0") && text.contains("no entry of the Bundle declares"), "{text}");
+        // A conditional delete runs first: it may not wait for a conditional entry.
+        let delete = transaction(vec![
+            json!({"fullUrl": "urn:uuid:0c3b6c5e-0000-4000-8000-0000000000e3", "resource": patient("5", "E"),
+                   "request": {"method": "POST", "url": "Patient", "ifNoneExist": format!("identifier={INS}|5")}}),
+            json!({"request": {"method": "DELETE", "url": "Observation?subject=urn:uuid:0c3b6c5e-0000-4000-8000-0000000000e3"}}),
+        ]);
+        let text = diagnostics(&send(server, &delete).outcome(400));
+        assert!(text.contains("entry 1") && text.contains("conditional delete"), "{text}");
+        // In a batch, criteria naming another entry fail that entry.
+        let body = send(server, &batch(vec![
+            post("urn:uuid:0c3b6c5e-0000-4000-8000-0000000000e4", patient("6", "F")),
+            json!({"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}},
+                   "request": {"method": "POST", "url": "Observation", "ifNoneExist": "subject=urn:uuid:0c3b6c5e-0000-4000-8000-0000000000e4"}}),
+        ])).ok_json();
+        assert_eq!(body["entry"][0]["response"]["status"], "201 Created");
+        assert_eq!(body["entry"][1]["response"]["status"], "400 Bad Request");
+        let created = reference_of(&body["entry"][0]);
+        assert_eq!(server.all_versions().len(), before.len() + 1);
+        assert!(server.all_versions().iter().any(|v| v.starts_with(&created)));
+        // Cycles through references (not criteria) stay allowed.
+        let mut a = patient("7", "G");
+        a["link"] = json!([{"other": {"reference": "urn:uuid:0c3b6c5e-0000-4000-8000-0000000000e6"}, "type": "seealso"}]);
+        let mut b = patient("8", "H");
+        b["link"] = json!([{"other": {"reference": "urn:uuid:0c3b6c5e-0000-4000-8000-0000000000e5"}, "type": "seealso"}]);
+        send(server, &transaction(vec![post("urn:uuid:0c3b6c5e-0000-4000-8000-0000000000e5", a), post("urn:uuid:0c3b6c5e-0000-4000-8000-0000000000e6", b)])).ok_json();
     }
 
     fn metadata_lists_transaction_and_batch(server: &Server) {

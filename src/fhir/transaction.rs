@@ -10,6 +10,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::outcome::Issue;
+use super::preconditions::{self, Precondition};
 
 /// `Bundle.type` of a request this server processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,12 +383,12 @@ fn parse_entry(index: usize, entry: Value, base_url: &str) -> Result<Entry, Issu
             .at(at(".resource.resourceType")));
         }
     }
-    let if_none_exist = text(&request, "ifNoneExist")?;
-    if if_none_exist.is_some() && method != Method::Post {
-        return Err(
-            Issue::error("value", "ifNoneExist is only meaningful on a POST entry")
-                .at(at(".request.ifNoneExist")),
-        );
+    for precondition in Precondition::ALL {
+        let element = precondition.element();
+        if let Some(value) = text(&request, element)? {
+            preconditions::check(method, precondition, &value, &format!("request.{element}"))
+                .map_err(|issue| issue.at(at(&format!(".request.{element}"))))?;
+        }
     }
     Ok(Entry {
         index,
@@ -395,7 +396,7 @@ fn parse_entry(index: usize, entry: Value, base_url: &str) -> Result<Entry, Issu
         method,
         address,
         resource,
-        if_none_exist,
+        if_none_exist: text(&request, "ifNoneExist")?,
         if_match,
         if_none_match: text(&request, "ifNoneMatch")?,
         if_modified_since: text(&request, "ifModifiedSince")?,
@@ -472,6 +473,11 @@ impl References {
     /// A conditional reference resolved to `Type/id`.
     pub fn map_conditional(&mut self, reference: &str, target: String) {
         self.targets.insert(reference.to_string(), target);
+    }
+
+    /// Whether `full_url` is the fullUrl of an entry of the Bundle.
+    pub fn is_declared(&self, full_url: &str) -> bool {
+        self.declared.contains(full_url)
     }
 
     pub fn target(&self, reference: &str) -> Option<&str> {
@@ -753,6 +759,33 @@ pub fn patch_document(binary: &Value) -> Result<Value, Issue> {
     })
 }
 
+/// Criteria (a query string, `Type?` optional) with the values of the reference parameters
+/// `codes` that name a fullUrl of the Bundle replaced by that entry's `Type/id` (`targets`),
+/// so that `ifNoneExist: subject=urn:uuid:...` searches for what the entry became.
+pub fn substitute_placeholders(
+    res_type: &str,
+    text: &str,
+    codes: &[&str],
+    targets: &HashMap<String, String>,
+) -> Result<String, String> {
+    let text = text.strip_prefix('?').unwrap_or(text);
+    let text = text.strip_prefix(&format!("{res_type}?")).unwrap_or(text);
+    let mut pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(text).map_err(|e| format!("malformed criteria: {e}"))?;
+    for (key, value) in &mut pairs {
+        let code = key.split([':', '.']).next().unwrap_or(key);
+        if !codes.contains(&code) {
+            continue;
+        }
+        *value = value
+            .split(',')
+            .map(|part| targets.get(part).map_or(part, String::as_str))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    serde_urlencoded::to_string(&pairs).map_err(|e| e.to_string())
+}
+
 /// The first two entries that write the same resource, if any: `(first, second)` positions.
 pub fn first_overlap<'a>(
     writes: impl IntoIterator<Item = (usize, &'a str)>,
@@ -1010,6 +1043,23 @@ mod tests {
         let mut unknown =
             json!([{"op": "replace", "path": "/subject/reference", "value": "urn:uuid:nobody"}]);
         assert!(refs.rewrite_patch(&mut unknown, None, BASE).is_err());
+    }
+
+    #[test]
+    fn placeholders_in_criteria() {
+        let targets: HashMap<String, String> =
+            [("urn:uuid:p".to_string(), "Patient/7".to_string())].into();
+        let out = substitute_placeholders(
+            "Observation",
+            "Observation?subject=urn:uuid:p&code=urn:uuid:p&patient:Patient=urn:uuid:q,urn:uuid:p",
+            &["subject", "patient"],
+            &targets,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "subject=Patient%2F7&code=urn%3Auuid%3Ap&patient%3APatient=urn%3Auuid%3Aq%2CPatient%2F7"
+        );
     }
 
     #[test]

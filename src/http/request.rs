@@ -9,6 +9,8 @@ use futures_util::StreamExt;
 
 use super::error::ApiError;
 use crate::fhir::outcome::Issue;
+use crate::fhir::preconditions::{self as fhir_preconditions, Precondition};
+use crate::fhir::transaction::Method;
 
 /// The query string as ordered pairs; repeated parameters stay repeated.
 pub struct Params(Vec<(String, String)>);
@@ -96,26 +98,38 @@ pub fn prefer_return(req: &HttpRequest) -> Return {
 }
 
 /// A version from an ETag-style header (`W/"3"`, `"3"` or `3`); 400 when malformed.
+/// Refuses the precondition headers that mean nothing on a `method` interaction, by the
+/// table Bundle entries follow too (`fhir::preconditions`); returns whether the request is
+/// create-only (`If-None-Match: *` on an update).
+pub fn preconditions(req: &HttpRequest, method: Method) -> Result<bool, ApiError> {
+    for precondition in Precondition::ALL {
+        let name = precondition.header();
+        if let Some(value) = req.headers().get(name) {
+            let value = value.to_str().unwrap_or("");
+            fhir_preconditions::check(method, precondition, value, name)
+                .map_err(|issue| ApiError::bad_request(issue.at(name)))?;
+        }
+    }
+    let if_none_match = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok());
+    Ok(method == Method::Put && fhir_preconditions::create_only(if_none_match))
+}
+
 pub fn version_header(req: &HttpRequest, name: HeaderName) -> Result<Option<i64>, ApiError> {
     let Some(value) = req.headers().get(&name) else {
         return Ok(None);
     };
     let text = value.to_str().unwrap_or("").trim();
-    parse_etag(text).map(Some).ok_or_else(|| {
-        ApiError::bad_request(Issue::error(
-            "invalid",
-            format!("{name}: {text:?} is not a version tag; expected W/\"<versionId>\""),
-        ))
-    })
-}
-
-pub fn parse_etag(text: &str) -> Option<i64> {
-    let text = text.strip_prefix("W/").unwrap_or(text);
-    let text = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(text);
-    text.parse::<i64>().ok().filter(|v| *v > 0)
+    crate::fhir::transaction::parse_etag(text)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(Issue::error(
+                "invalid",
+                format!("{name}: {text:?} is not a version tag; expected W/\"<versionId>\""),
+            ))
+        })
 }
 
 /// Reads the whole body, decompressed, refusing more than `limit` bytes with 413 (so a small

@@ -12,6 +12,7 @@ use super::write::{check_id, check_type, derive, stamper, validate, write_error}
 use super::{ApiError, Services};
 use crate::access::AccessScope;
 use crate::fhir::meta;
+use crate::fhir::unique::unique_identifiers;
 use crate::store::search::index::IndexRows;
 use crate::store::transaction::Tx;
 use crate::store::{Prepared, StoreError, WriteError, WriteMethod, WriteTarget, Written};
@@ -147,6 +148,7 @@ fn create_group(
         Ok(Prepared {
             patients: w.patients.clone(),
             index: w.index.clone(),
+            unique: unique_identifiers(&w.resource),
             body: w.resource.to_string(),
         })
     };

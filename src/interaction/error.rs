@@ -18,6 +18,9 @@ pub struct ApiError {
     pub issues: Vec<Issue>,
     /// For 405: the methods the path does allow.
     pub allow: Option<String>,
+    /// The database gave up the work because of concurrent transactions (a deadlock or a
+    /// serialization failure): running it again may succeed.
+    pub transient: bool,
 }
 
 impl ApiError {
@@ -26,6 +29,7 @@ impl ApiError {
             status,
             issues: vec![issue],
             allow: None,
+            transient: false,
         }
     }
 
@@ -34,6 +38,7 @@ impl ApiError {
             status,
             issues,
             allow: None,
+            transient: false,
         }
     }
 
@@ -60,6 +65,7 @@ impl ApiError {
                 format!("{method} is not supported on {path}; allowed: {allow}"),
             )],
             allow: Some(allow),
+            transient: false,
         }
     }
 
@@ -86,7 +92,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         let (status, code) = match &e {
             StoreError::VersionConflict { .. } => (StatusCode::PRECONDITION_FAILED, "conflict"),
-            StoreError::AlreadyExists => (StatusCode::CONFLICT, "duplicate"),
+            StoreError::AlreadyExists | StoreError::DuplicateIdentifier { .. } => {
+                (StatusCode::CONFLICT, "duplicate")
+            }
             StoreError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             StoreError::Contention => (StatusCode::CONFLICT, "transient"),
             StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "transient"),
@@ -102,7 +110,9 @@ impl From<StoreError> for ApiError {
         } else {
             e.to_string()
         };
-        ApiError::new(status, Issue::error(code, diagnostics))
+        let mut error = ApiError::new(status, Issue::error(code, diagnostics));
+        error.transient = matches!(e, StoreError::Contention);
+        error
     }
 }
 

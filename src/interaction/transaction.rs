@@ -25,16 +25,18 @@ use super::bundle::{response_bundle, search_bundle, ResponseEntry, Return, Searc
 use super::criteria::DEFAULT_COUNT;
 use super::criteria::{parse_criteria, query_error, several, shape, update_target};
 use super::write::{check_id, check_type, check_version, derive, patch_preparer, patch_target};
-use super::write::{stamper, write_error};
+use super::write::{create_only_error, stamper, write_error};
 use super::{ApiError, Services};
 use crate::access::AccessScope;
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::patch::JsonPatch;
-use crate::fhir::search::query::{self, SearchQuery, Summary};
+use crate::fhir::search::query::{self, Clause, SearchQuery, Summary};
+use crate::fhir::search::ParamType;
 use crate::fhir::transaction::{
     self as rules, Address, BundleError, Entry, EntryError, Kind, Method, References,
 };
-use crate::fhir::{json, meta, served};
+use crate::fhir::unique::unique_identifiers;
+use crate::fhir::{json, meta, preconditions, served};
 use crate::store::search::index::IndexRows;
 use crate::store::search::SearchRequest;
 use crate::store::transaction::{Resolved, Tx};
@@ -52,18 +54,39 @@ pub struct Context {
     pub lenient: bool,
 }
 
+/// How many times a Bundle is run when the database gives it up because of concurrent
+/// transactions (PostgreSQL's deadlock detection or serialization failures): locks are taken
+/// in one global order, so this is rare, and running it again is what the client would do.
+const BUNDLE_ATTEMPTS: u32 = 4;
+
 /// Runs a transaction or batch Bundle (its JSON text) in one store transaction; returns the
-/// `transaction-response` or `batch-response` Bundle.
+/// `transaction-response` or `batch-response` Bundle. A run that the database aborted for
+/// contention is planned and run again; the last such failure is a 409 `transient`.
 pub fn run(state: &Services, context: &Context, bytes: &[u8]) -> Result<String, ApiError> {
-    let bundle = json::parse_strict(bytes).map_err(ApiError::bad_request)?;
-    let mut planned = plan(state, context, bundle, &[])?;
-    let responses = state
-        .store
-        .transaction(|tx| planned.execute(tx, state, context))?;
-    if planned.changes_search_params() {
-        state.after_write("SearchParameter", None);
+    let mut attempt = 1;
+    loop {
+        let bundle = json::parse_strict(bytes).map_err(ApiError::bad_request)?;
+        let mut planned = plan(state, context, bundle, &[])?;
+        match state
+            .store
+            .transaction(|tx| planned.execute(tx, state, context))
+        {
+            Ok(responses) => {
+                if planned.changes_search_params() {
+                    state.after_write("SearchParameter", None);
+                }
+                return Ok(response_bundle(planned.kind.response_type(), &responses));
+            }
+            Err(e) if e.transient && attempt < BUNDLE_ATTEMPTS => {
+                // A little random wait, so that the two parties do not meet again.
+                let jitter = uuid::Uuid::new_v4().as_u128() % 20;
+                let pause = 5 * u64::from(attempt) + jitter as u64;
+                std::thread::sleep(std::time::Duration::from_millis(pause));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok(response_bundle(planned.kind.response_type(), &responses))
 }
 
 /// A Bundle checked and prepared as far as it can be without the database.
@@ -157,6 +180,7 @@ impl PlannedBundle {
         context: &Context,
     ) -> Result<Vec<ResponseEntry>, ApiError> {
         let order = &self.order;
+        self.lock(tx)?;
         match &mut self.entries {
             PlannedEntries::Transaction {
                 planned,
@@ -200,6 +224,29 @@ impl PlannedBundle {
                 Ok(std::mem::take(responses).into_iter().flatten().collect())
             }
         }
+    }
+}
+
+impl PlannedBundle {
+    /// Takes, before anything is read or written, the locks of every entry: the advisory
+    /// locks of its criteria and of the resources it addresses by id, in the store's one
+    /// global order (`Tx::lock`). Two Bundles touching the same resources in opposite orders
+    /// then run one after the other instead of deadlocking; a batch takes them for all its
+    /// entries at once, outside their savepoints.
+    fn lock(&self, tx: &mut Tx<'_>) -> Result<(), ApiError> {
+        let planned: Vec<&Planned> = match &self.entries {
+            PlannedEntries::Transaction { planned, .. } => planned.iter().collect(),
+            PlannedEntries::Batch { prepared, .. } => {
+                prepared.iter().flatten().map(|(p, _, _)| p).collect()
+            }
+        };
+        let criteria: Vec<&SearchQuery> = planned.iter().filter_map(|p| p.criteria()).collect();
+        let resources: Vec<(&str, &str)> = planned
+            .iter()
+            .filter(|p| matches!(p.method, Method::Put | Method::Patch | Method::Delete))
+            .filter_map(|p| Some((p.res_type.as_str(), p.id.as_deref()?)))
+            .collect();
+        Ok(tx.lock(&criteria, &resources)?)
     }
 }
 
@@ -328,6 +375,13 @@ struct Planned {
     existing: Option<Existing>,
     /// Compartments and index rows of the resource with its final references.
     derived: Option<(Vec<String>, Arc<IndexRows>)>,
+    /// The criteria as written (`ifNoneExist`, or the query of a conditional url).
+    criteria_text: Option<String>,
+    /// fullUrls of other entries that the criteria name as reference values: replaced by
+    /// those entries' `Type/id` before the criteria are resolved.
+    placeholders: Vec<String>,
+    /// When its criteria are resolved relative to the others': after every entry it names.
+    resolve_rank: usize,
 }
 
 struct Existing {
@@ -349,6 +403,30 @@ impl Planned {
             }
             _ => None,
         }
+    }
+
+    fn set_criteria(&mut self, criteria: SearchQuery) {
+        match &mut self.op {
+            Op::Create { if_none_exist, .. } => *if_none_exist = Some(criteria),
+            Op::Update { target, .. } | Op::Patch { target, .. } | Op::Delete { target, .. } => {
+                *target = Target::Criteria(Box::new(criteria))
+            }
+            _ => {}
+        }
+    }
+
+    /// The codes of the reference parameters of its criteria.
+    fn reference_codes(&self) -> Vec<&str> {
+        self.criteria()
+            .into_iter()
+            .flat_map(|c| &c.clauses)
+            .filter_map(|clause| match clause {
+                Clause::Match { param, .. } if param.kind == ParamType::Reference => {
+                    Some(param.code.as_str())
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether the final references or identities of this entry depend on what the
@@ -387,6 +465,11 @@ fn plan_entry(state: &Services, entry: Entry, lenient: bool) -> Result<Planned, 
     };
     let mut id = None;
     let mut must_be_new = false;
+    let criteria_text = match (&entry.if_none_exist, &entry.address) {
+        (Some(text), _) => Some(text.clone()),
+        (None, Address::Search(_, q)) if entry.method.is_write() => Some(q.clone()),
+        _ => None,
+    };
     let mut resource = entry.resource;
     let op = match entry.method {
         Method::Post => {
@@ -432,18 +515,8 @@ fn plan_entry(state: &Services, entry: Entry, lenient: bool) -> Result<Planned, 
                 }
                 id = Some(url_id.clone());
             }
-            match entry.if_none_match.as_deref().map(str::trim) {
-                None => {}
-                Some("*") => must_be_new = true,
-                Some(other) => {
-                    return Err(ApiError::bad_request(Issue::error(
-                        "not-supported",
-                        format!(
-                            "ifNoneMatch {other:?} on a PUT: only \"*\" (create only) is supported"
-                        ),
-                    )))
-                }
-            }
+            // Checked by the envelope: `*` or nothing.
+            must_be_new = preconditions::create_only(entry.if_none_match.as_deref());
             validated(&resource)?;
             Op::Update {
                 resource,
@@ -553,6 +626,9 @@ fn plan_entry(state: &Services, entry: Entry, lenient: bool) -> Result<Planned, 
         conditional_references,
         existing: None,
         derived: None,
+        criteria_text,
+        placeholders: Vec::new(),
+        resolve_rank: 0,
     })
 }
 
@@ -600,6 +676,11 @@ fn plan_transaction(
         );
     }
     check_duplicate_criteria(&planned)?;
+    for p in &mut planned {
+        p.placeholders = find_placeholders(p, &declared)
+            .map_err(|e| name_entry(e, p.index, p.full_url.as_deref(), &p.res_type))?;
+    }
+    rank_resolution(&mut planned)?;
     // Each conditional reference is a search inside the transaction: as many as entries.
     let searches: usize = planned.iter().map(|p| p.conditional_references.len()).sum();
     if searches > state.max_bundle_entries {
@@ -676,6 +757,24 @@ fn plan_batch(
             prepared.push(None);
             continue;
         };
+        let named = find_placeholders(&p, &declared);
+        if let Some(error) = match named {
+            Ok(urls) if urls.is_empty() => None,
+            Ok(urls) => Some(ApiError::bad_request(Issue::error(
+                "invalid",
+                format!(
+                    "the criteria name {}, the fullUrl of another entry: entries of a batch \
+                     are independent and may not refer to each other",
+                    urls.join(", ")
+                ),
+            ))),
+            Err(e) => Some(e),
+        } {
+            let error = name_entry(error, p.index, p.full_url.as_deref(), &p.res_type);
+            responses[i] = Some(error_entry(error));
+            prepared.push(None);
+            continue;
+        }
         let mut references = declared.clone();
         let up_front = !p.needs_resolution();
         if up_front {
@@ -716,15 +815,206 @@ fn status_text(status: StatusCode) -> String {
     )
 }
 
-/// Maps every writing entry's fullUrl to its `Type/id`, checks that no two entries write the
-/// same resource, then rewrites the references of every resource and computes what its write
-/// stores besides the body.
+/// The fullUrls of the Bundle that `p`'s criteria name as values of reference parameters
+/// (`ifNoneExist: subject=urn:uuid:...`). A `urn:uuid:` that no entry declares is refused, as
+/// in references: no stored reference can hold one.
+fn find_placeholders(p: &Planned, declared: &References) -> Result<Vec<String>, ApiError> {
+    let mut out: Vec<String> = Vec::new();
+    for clause in p.criteria().into_iter().flat_map(|c| &c.clauses) {
+        let Clause::Match { param, values, .. } = clause else {
+            continue;
+        };
+        if param.kind != ParamType::Reference {
+            continue;
+        }
+        for value in values {
+            let query::Value::ReferenceUrl(url) = value else {
+                continue;
+            };
+            if declared.is_declared(url) {
+                if !out.contains(url) {
+                    out.push(url.clone());
+                }
+            } else if url.starts_with("urn:uuid:") {
+                return Err(ApiError::bad_request(
+                    Issue::error(
+                        "not-found",
+                        format!(
+                            "the criteria name {url}, which no entry of the Bundle declares \
+                             as its fullUrl"
+                        ),
+                    )
+                    .at(format!("Bundle.entry[{}].request", p.index)),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Orders the resolution of criteria: an entry whose criteria name the fullUrl of an entry
+/// that has criteria of its own (its identity comes from a search) is resolved after it.
+/// Entries whose identity is known up front (a create, an update or delete by id) need no
+/// order. A cycle (criteria naming each other, or their own entry) has no order: 400 naming
+/// its entries. A conditional delete runs before everything else, so its criteria may only
+/// name entries known up front.
+fn rank_resolution(planned: &mut [Planned]) -> Result<(), ApiError> {
+    let by_url: HashMap<&str, usize> = planned
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((p.full_url.as_deref()?, i)))
+        .collect();
+    let name = |p: &Planned| match &p.full_url {
+        Some(url) => format!("entry {} ({url})", p.index),
+        None => format!("entry {}", p.index),
+    };
+    let refuse = |p: &Planned, message: String| {
+        ApiError::bad_request(
+            Issue::error("invalid", format!("{}: {message}", name(p)))
+                .at(format!("Bundle.entry[{}].request", p.index)),
+        )
+    };
+    let mut depends: Vec<Vec<usize>> = vec![Vec::new(); planned.len()];
+    for (i, p) in planned.iter().enumerate() {
+        for url in &p.placeholders {
+            // Not an entry: an alias the caller mapped already.
+            let Some(&j) = by_url.get(url.as_str()) else {
+                continue;
+            };
+            let named = &planned[j];
+            if !named.method.is_write() {
+                return Err(refuse(
+                    p,
+                    format!(
+                        "the criteria name {url}, the fullUrl of a {} entry, which has no \
+                         identity: name a writing entry",
+                        format!("{:?}", named.method).to_uppercase()
+                    ),
+                ));
+            }
+            if named.criteria().is_none() {
+                continue;
+            }
+            if p.method == Method::Delete {
+                return Err(refuse(
+                    p,
+                    format!(
+                        "a conditional delete is resolved before the other entries, so its \
+                         criteria cannot name {url}, whose identity comes from its own criteria"
+                    ),
+                ));
+            }
+            depends[i].push(j);
+        }
+    }
+    // Depth-first, ranks from the leaves; the path being explored finds a cycle.
+    fn visit(
+        i: usize,
+        depends: &[Vec<usize>],
+        ranks: &mut [Option<usize>],
+        path: &mut Vec<usize>,
+    ) -> Result<usize, Vec<usize>> {
+        if let Some(rank) = ranks[i] {
+            return Ok(rank);
+        }
+        if let Some(at) = path.iter().position(|&k| k == i) {
+            return Err(path[at..].to_vec());
+        }
+        path.push(i);
+        let mut rank = 0;
+        for &j in &depends[i] {
+            rank = rank.max(visit(j, depends, ranks, path)? + 1);
+        }
+        path.pop();
+        ranks[i] = Some(rank);
+        Ok(rank)
+    }
+    let mut ranks = vec![None; planned.len()];
+    for i in 0..planned.len() {
+        if let Err(cycle) = visit(i, &depends, &mut ranks, &mut Vec::new()) {
+            let names: Vec<String> = cycle.iter().map(|&k| name(&planned[k])).collect();
+            let first = &planned[cycle[0]];
+            let message = if cycle.len() == 1 {
+                format!(
+                    "{}: its criteria name its own fullUrl: the entry's identity would depend \
+                     on itself",
+                    names[0]
+                )
+            } else {
+                format!(
+                    "{} -> {}: the criteria of each name the fullUrl of the next, so none can be \
+                     resolved first; resolve one of them by a business identifier instead",
+                    names.join(" -> "),
+                    names[0]
+                )
+            };
+            return Err(ApiError::bad_request(
+                Issue::error("invalid", message)
+                    .at(format!("Bundle.entry[{}].request", first.index)),
+            ));
+        }
+    }
+    for (p, rank) in planned.iter_mut().zip(ranks) {
+        p.resolve_rank = rank.unwrap_or(0);
+    }
+    Ok(())
+}
+
+/// Replaces, in the criteria of `planned[i]`, the fullUrls it names by the `Type/id` those
+/// entries now have, and parses them again. Runs once the entries it names are resolved.
+fn resolve_placeholders(
+    state: &Services,
+    context: &Context,
+    planned: &mut [Planned],
+    i: usize,
+    references: &References,
+) -> Result<(), Failed> {
+    let p = &planned[i];
+    let Some(text) = p
+        .criteria_text
+        .as_deref()
+        .filter(|_| !p.placeholders.is_empty())
+    else {
+        return Ok(());
+    };
+    let mut targets = HashMap::new();
+    for url in &p.placeholders {
+        let entry = planned
+            .iter()
+            .find(|q| q.full_url.as_deref() == Some(url.as_str()));
+        let target = match entry {
+            Some(q) => q
+                .existing
+                .as_ref()
+                .map(|e| &e.res_id)
+                .or(q.id.as_ref())
+                .map(|id| format!("{}/{id}", q.res_type)),
+            None => references.target(url).map(String::from),
+        };
+        // A conditional delete that matched nothing has no identity: nothing can match it.
+        if let Some(target) = target {
+            targets.insert(url.clone(), target);
+        }
+    }
+    let codes = p.reference_codes();
+    let text = rules::substitute_placeholders(&p.res_type, text, &codes, &targets)
+        .map_err(|m| Failed::at(p, ApiError::bad_request(Issue::error("invalid", m))))?;
+    let criteria = parse_criteria(state, &p.res_type, &text, "criteria", context.lenient)
+        .map_err(|e| Failed::at(p, e))?;
+    planned[i].set_criteria(criteria);
+    Ok(())
+}
+
+/// Maps every writing entry's fullUrl to its `Type/id`, checks that no two entries act on
+/// the same resource (an `ifNoneExist` that matched acts on the resource it matched, as the
+/// specification counts resolved identities), then rewrites the references of every resource
+/// and computes what its write stores besides the body.
 fn map_and_rewrite(
     state: &Services,
     planned: &mut [Planned],
     references: &mut References,
 ) -> Result<(), Failed> {
-    let mut writes = Vec::new();
+    let mut touched = Vec::new();
     for p in planned.iter() {
         if !p.method.is_write() {
             continue;
@@ -739,21 +1029,33 @@ fn map_and_rewrite(
         if let Some(url) = &p.full_url {
             references.map_full_url(url, identity.clone());
         }
-        if p.existing.is_none() {
-            writes.push((p.index, identity));
-        }
+        touched.push((p.index, identity));
     }
     if let Some((first, second, identity)) =
-        rules::first_overlap(writes.iter().map(|(i, id)| (*i, id.as_str())))
+        rules::first_overlap(touched.iter().map(|(i, id)| (*i, id.as_str())))
     {
+        let name = |index: usize| {
+            let p = planned.iter().find(|p| p.index == index);
+            let what = match p {
+                Some(p) if p.existing.is_some() => " (its ifNoneExist matched it)",
+                Some(p) if p.criteria().is_some() => " (its criteria matched it)",
+                _ => "",
+            };
+            match p.and_then(|p| p.full_url.as_deref()) {
+                Some(url) => format!("entry {index} ({url}){what}"),
+                None => format!("entry {index}{what}"),
+            }
+        };
         return Err(Failed {
             entry: None,
             error: ApiError::bad_request(
                 Issue::error(
                     "invalid",
                     format!(
-                        "entries {first} and {second} both write {identity}: a transaction may \
-                         act on a resource once"
+                        "{} and {} both act on {identity}: a transaction may act on a \
+                         resource once",
+                        name(first),
+                        name(second)
                     ),
                 )
                 .at(format!("Bundle.entry[{second}]")),
@@ -796,14 +1098,14 @@ fn execute(
     resolved_up_front: bool,
 ) -> Result<Vec<ResponseEntry>, Failed> {
     let scope = &context.scope;
-    let criteria: Vec<&SearchQuery> = planned.iter().filter_map(Planned::criteria).collect();
-    if !criteria.is_empty() {
-        tx.lock_criteria(&criteria)?;
-    }
     let mut responses: Vec<Option<ResponseEntry>> = (0..planned.len()).map(|_| None).collect();
 
     // Deletions first.
     for &i in order {
+        if !matches!(planned[i].op, Op::Delete { .. }) {
+            continue;
+        }
+        resolve_placeholders(state, context, planned, i, references)?;
         let p = &mut planned[i];
         let Op::Delete { target, if_match } = &p.op else {
             continue;
@@ -915,6 +1217,7 @@ fn create_all(
         Ok(Prepared {
             patients,
             index,
+            unique: unique_identifiers(resource),
             body: resource.to_string(),
         })
     };
@@ -951,7 +1254,14 @@ fn resolve(
     references: &mut References,
 ) -> Result<(), Failed> {
     let scope = &context.scope;
-    for p in planned.iter_mut() {
+    // Entries whose criteria name other entries come after those (`rank_resolution`).
+    let mut positions: Vec<usize> = (0..planned.len()).collect();
+    positions.sort_by_key(|&i| planned[i].resolve_rank);
+    for i in positions {
+        if planned[i].criteria().is_some() && !matches!(planned[i].op, Op::Delete { .. }) {
+            resolve_placeholders(state, context, planned, i, references)?;
+        }
+        let p = &mut planned[i];
         let resolved = match p.criteria() {
             Some(c) if !matches!(p.op, Op::Delete { .. }) => {
                 tx.resolve(scope, c).map_err(|e| Failed::at(p, e.into()))?
@@ -996,7 +1306,9 @@ fn resolve(
             _ => {}
         }
     }
-    for p in planned.iter() {
+    // An entry whose ifNoneExist matched writes nothing: its resource, conditional
+    // references included, is never used, and they may rightly match nothing.
+    for p in planned.iter().filter(|p| p.existing.is_none()) {
         for reference in &p.conditional_references {
             if references.target(reference).is_some() {
                 continue;
@@ -1135,19 +1447,8 @@ fn write(
             };
             let mut prepare = stamper(resource, &id, patients, index);
             tx.write(scope, &target, &mut prepare).map_err(|e| {
-                let error = write_error(e);
-                // `ifNoneMatch: *` on an existing resource is a failed precondition.
-                if p.must_be_new
-                    && method == WriteMethod::Put
-                    && error.status == StatusCode::CONFLICT
-                {
-                    ApiError::new(
-                        StatusCode::PRECONDITION_FAILED,
-                        Issue::error("duplicate", format!("{ty}/{id} already exists")),
-                    )
-                } else {
-                    error
-                }
+                let create_only = p.must_be_new && method == WriteMethod::Put;
+                create_only_error(create_only, &ty, &id, write_error(e))
             })?
         }
         _ => unreachable!("checked above"),

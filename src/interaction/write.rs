@@ -13,6 +13,7 @@ use crate::access::AccessScope;
 use crate::fhir::outcome::Issue;
 use crate::fhir::patch::JsonPatch;
 use crate::fhir::search;
+use crate::fhir::unique::unique_identifiers;
 use crate::fhir::{compartment, json, meta, served, validate};
 use crate::store::search::index::IndexRows;
 use crate::store::{Prepared, Prior, WriteError, WriteMethod, WriteTarget, Written};
@@ -74,7 +75,8 @@ pub fn index_rows(services: &Services, resource: &Value) -> Result<IndexRows, Ap
     Ok(services.store.index_rows(res_type, &entries)?)
 }
 
-/// Stamps `resource` (validated) with its id and the server's metadata and writes it.
+/// Stamps `resource` (validated) with its id and the server's metadata and writes it;
+/// `create_only` (an update with `If-None-Match: *`) refuses to overwrite.
 pub fn store_resource(
     services: &Services,
     scope: &AccessScope,
@@ -82,6 +84,7 @@ pub fn store_resource(
     res_id: &str,
     method: WriteMethod,
     if_match: Option<i64>,
+    create_only: bool,
 ) -> Result<Written, ApiError> {
     let res_type = resource["resourceType"]
         .as_str()
@@ -92,14 +95,35 @@ pub fn store_resource(
         res_id,
         method,
         if_match,
-        must_be_new: method == WriteMethod::Post,
+        must_be_new: method == WriteMethod::Post || create_only,
         needs_current_body: false,
     };
     let mut prepare = resource_preparer(services, &mut resource, res_id)?;
     services
         .store
         .write(scope, &target, &mut prepare)
-        .map_err(write_error)
+        .map_err(|e| create_only_error(create_only, &res_type, res_id, write_error(e)))
+}
+
+/// An update that had to create (`If-None-Match: *`) found the resource: that is the failed
+/// precondition of the request (412), not a conflict between writers.
+pub fn create_only_error(
+    create_only: bool,
+    res_type: &str,
+    res_id: &str,
+    error: ApiError,
+) -> ApiError {
+    if create_only && error.status == StatusCode::CONFLICT && !error.transient {
+        ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            Issue::error(
+                "duplicate",
+                format!("{res_type}/{res_id} already exists (If-None-Match: *)"),
+            ),
+        )
+    } else {
+        error
+    }
 }
 
 /// What a write of the validated `resource` at `res_id` stores, once the store gives it its
@@ -142,6 +166,7 @@ pub fn stamper<'a>(
         Ok(Prepared {
             patients: patients.clone(),
             index: index.clone(),
+            unique: unique_identifiers(resource),
             body: resource.to_string(),
         })
     }
@@ -228,6 +253,7 @@ pub fn patch_preparer<'a>(
         Ok(Prepared {
             patients,
             index: Arc::new(index_rows(services, &patched)?),
+            unique: unique_identifiers(&patched),
             body: patched.to_string(),
         })
     }

@@ -39,7 +39,7 @@ impl Store {
         act: impl FnOnce(&mut Tx<'_>, Resolved) -> Result<T, E>,
     ) -> Result<T, ConditionalError<E>> {
         self.transaction(|tx| {
-            tx.lock_criteria(&[criteria])?;
+            tx.lock(&[criteria], &[])?;
             let resolved = tx
                 .resolve(scope, criteria)
                 .map_err(ConditionalError::Search)?;

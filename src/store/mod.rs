@@ -13,6 +13,7 @@ mod resources;
 mod schema;
 pub mod search;
 pub mod transaction;
+mod unique;
 
 use std::sync::Arc;
 
@@ -36,17 +37,50 @@ pub enum StoreError {
     #[error("migrating the database failed: {0}")]
     Migration(String),
     #[error("database error: {0}")]
-    Database(#[from] diesel::result::Error),
+    Database(diesel::result::Error),
     #[error("version conflict: the request expected version {expected} but the current version is {current}")]
     VersionConflict { expected: i64, current: i64 },
     #[error("a resource with this id already exists")]
     AlreadyExists,
+    /// Another live resource holds an identifier that must be unique.
+    #[error(
+        "{holder} already holds the identifier {identifier}, which only one resource may hold"
+    )]
+    DuplicateIdentifier { holder: String, identifier: String },
     #[error("the resource is outside what this caller may write")]
     Forbidden,
     #[error("the resource is being changed by other requests at the same time; retry")]
     Contention,
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Every database error becomes a `StoreError` here, so that contention is recognised
+/// wherever it surfaces.
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        if is_contention(&e) {
+            log::info!("transaction aborted by contention: {e}");
+            StoreError::Contention
+        } else {
+            StoreError::Database(e)
+        }
+    }
+}
+
+/// Whether PostgreSQL aborted the transaction because of concurrent ones: SQLSTATE 40001
+/// (serialization failure) or 40P01 (deadlock detected). diesel does not expose 40P01 as a
+/// kind, only its message; PostgreSQL sends it untranslated unless `lc_messages` is changed.
+/// Such a transaction may simply be run again.
+fn is_contention(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            info.message().starts_with("deadlock detected")
+        }
+        _ => false,
+    }
 }
 
 impl From<diesel::r2d2::PoolError> for StoreError {

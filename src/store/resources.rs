@@ -9,7 +9,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use super::backend::{on_backend, DbConnection};
 use super::schema::{resource, resource_compartment, resource_version};
 use super::search::index::{self, IndexRows};
-use super::{now_micros, Store, StoreError};
+use super::{now_micros, unique, Store, StoreError};
 use crate::access::AccessScope;
 
 /// How many times a write starts over after losing a race to create the same id.
@@ -87,6 +87,15 @@ pub struct Prepared {
     /// The search index rows of the new content ([`Store::index_rows`]); shared, so that a
     /// caller computes them once, outside the write's critical section.
     pub index: Arc<IndexRows>,
+    /// `(system, value)` identifiers that no other live resource of the type may hold;
+    /// `None` when the type keeps none (its writes do not touch that table at all).
+    pub unique: Option<Vec<(String, String)>>,
+}
+
+impl Prepared {
+    fn identifiers(&self) -> &[(String, String)] {
+        self.unique.as_deref().unwrap_or(&[])
+    }
 }
 
 /// The outcome of a successful write.
@@ -135,7 +144,7 @@ impl<E> From<DieselError> for Attempt<E> {
             DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
                 Attempt::Retry
             }
-            other => Attempt::Fail(StoreError::Database(other)),
+            other => Attempt::Fail(other.into()),
         }
     }
 }
@@ -355,6 +364,7 @@ fn write_attempt<E>(
                 if !scope.permits_write(&prepared.patients) {
                     return Err(StoreError::Forbidden.into());
                 }
+                unique::check(conn, target.res_type, None, prepared.identifiers())?;
                 let key = diesel::insert_into(resource::table)
                     .values((
                         resource::res_type.eq(target.res_type),
@@ -399,6 +409,7 @@ fn write_attempt<E>(
                 if !scope.permits_write(&prepared.patients) {
                     return Err(StoreError::Forbidden.into());
                 }
+                unique::check(conn, target.res_type, Some(key), prepared.identifiers())?;
                 diesel::update(resource::table)
                     .filter(resource::res_key.eq(key))
                     .set((
@@ -429,6 +440,9 @@ fn write_attempt<E>(
     insert_version(conn, &row)?;
     insert_compartments(conn, key, &prepared.patients)?;
     index::insert(conn, key, &prepared.index)?;
+    if let Some(identifiers) = &prepared.unique {
+        unique::replace(conn, key, target.res_type, identifiers, !created)?;
+    }
     Ok(Written {
         version,
         last_updated,
@@ -490,6 +504,7 @@ pub(super) fn delete_in(
     };
     insert_version(conn, &row)?;
     index::remove(conn, key)?;
+    unique::remove(conn, key)?;
     // Compartment rows stay: they still decide who may read the history of the deleted resource.
     Ok(Deletion::Deleted {
         version: current + 1,
@@ -520,12 +535,27 @@ pub(super) fn create_many_in<E>(
         }
         prepared.push(p);
     }
+    let identifiers: Vec<&[(String, String)]> =
+        prepared.iter().map(Prepared::identifiers).collect();
+    unique::check_among(targets, &identifiers).map_err(|(i, e)| (Some(i), e.into()))?;
+    for (i, (ty, _)) in targets.iter().enumerate() {
+        if !identifiers[i].is_empty() {
+            unique::check(conn, ty, None, identifiers[i]).map_err(|e| (Some(i), e.into()))?;
+        }
+    }
     let store_error = |e: DieselError| {
         let error = match e {
+            // Another writer took one of the unique identifiers after the check above: run
+            // again, the check then names the holder.
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
+                if info.message().contains("unique_identifier") =>
+            {
+                StoreError::Contention
+            }
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
                 StoreError::AlreadyExists
             }
-            other => StoreError::Database(other),
+            other => other.into(),
         };
         (None, WriteError::Store(error))
     };
@@ -634,7 +664,15 @@ fn insert_new(
         .zip(prepared)
         .map(|(&key, p)| (key, &*p.index))
         .collect();
-    index::insert_many(conn, &index)
+    index::insert_many(conn, &index)?;
+    let identifiers: Vec<unique::Held<'_>> = resource_keys
+        .iter()
+        .zip(targets)
+        .zip(prepared)
+        .filter(|(_, p)| !p.identifiers().is_empty())
+        .map(|((&key, (ty, _)), p)| (key, *ty, p.identifiers()))
+        .collect();
+    unique::insert(conn, &identifiers)
 }
 
 /// One row of `resource_version`, as written.

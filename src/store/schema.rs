@@ -211,3 +211,12 @@ diesel::table! {
         message -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    unique_identifier (res_type, system, value) {
+        res_type -> Text,
+        system -> Text,
+        value -> Text,
+        res_key -> BigInt,
+    }
+}

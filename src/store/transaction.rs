@@ -5,7 +5,7 @@
 //! `group_commit`), so a failing bundle undoes only its own work.
 
 use diesel::connection::Connection;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{Array, BigInt};
 use diesel::RunQueryDsl;
 
 use super::backend::DbConnection;
@@ -54,7 +54,7 @@ impl<E: From<StoreError>> Failure<E> {
     fn into_error(self) -> E {
         match self {
             Failure::Work(e) => e,
-            Failure::Database(e) => StoreError::Database(e).into(),
+            Failure::Database(e) => StoreError::from(e).into(),
         }
     }
 }
@@ -213,24 +213,52 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// On PostgreSQL, takes the advisory locks of these criteria until the transaction ends,
-    /// in a fixed order (so that two bundles cannot deadlock on them), so that identical
-    /// conditional creates arriving together cannot both create. SQLite serialises writers
-    /// already.
-    pub fn lock_criteria(&mut self, criteria: &[&SearchQuery]) -> Result<(), StoreError> {
+    /// On PostgreSQL, takes until the transaction ends the advisory locks of these criteria
+    /// (so that identical conditional creates arriving together cannot both create) and of
+    /// these resources (`(type, id)`, that the caller will write), all in one global order:
+    /// sorted by key, in one statement. Two transactions that touch the same resources in
+    /// opposite orders then queue behind each other instead of deadlocking on the row locks
+    /// of their writes. SQLite serialises writers already.
+    pub fn lock(
+        &mut self,
+        criteria: &[&SearchQuery],
+        resources: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
         let DbConnection::Postgres(pg) = &mut *self.conn else {
             return Ok(());
         };
         let mut keys: Vec<i64> = criteria.iter().map(|c| lock_key(c)).collect();
+        keys.extend(resources.iter().map(|(t, i)| resource_lock_key(t, i)));
+        if keys.is_empty() {
+            return Ok(());
+        }
         keys.sort_unstable();
         keys.dedup();
-        for key in keys {
-            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-                .bind::<BigInt, _>(key)
-                .execute(pg)?;
-        }
+        // The subquery hands the keys over in order: each lock is taken before the next.
+        diesel::sql_query(
+            "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest($1) AS u(k) ORDER BY k) s",
+        )
+        .bind::<Array<BigInt>, _>(keys)
+        .execute(pg)?;
         Ok(())
     }
+}
+
+fn fnv1a<'a>(parts: impl Iterator<Item = &'a str>) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.bytes().chain(std::iter::once(0)) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash as i64
+}
+
+/// The advisory lock of one resource, apart from those of criteria (a leading marker no type
+/// or parameter has).
+fn resource_lock_key(res_type: &str, res_id: &str) -> i64 {
+    fnv1a(["@resource", res_type, res_id].into_iter())
 }
 
 /// The advisory lock of a set of criteria: a 64-bit FNV-1a hash of the types and the
@@ -242,12 +270,11 @@ pub(super) fn lock_key(criteria: &SearchQuery) -> i64 {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     parts.sort();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in criteria.types.iter().chain(parts.iter()) {
-        for b in part.bytes().chain(std::iter::once(0)) {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    hash as i64
+    fnv1a(
+        criteria
+            .types
+            .iter()
+            .chain(parts.iter())
+            .map(String::as_str),
+    )
 }

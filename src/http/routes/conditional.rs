@@ -13,11 +13,13 @@ use super::resource::{
 };
 use crate::access::AccessScope;
 use crate::fhir::search::query::SearchQuery;
+use crate::fhir::transaction::Method;
 use crate::http::error::ApiError;
 use crate::http::negotiate::reply_format;
-use crate::http::request::{prefer, version_header};
+use crate::http::request::{preconditions, prefer, version_header};
 use crate::http::AppState;
 use crate::interaction::criteria::{parse_criteria, several, update_target};
+use crate::interaction::write::create_only_error;
 use crate::store::conditional::{ConditionalError, Resolved};
 use crate::store::{Deletion, WriteMethod, WriteTarget, Written};
 
@@ -117,6 +119,7 @@ pub async fn update(
         "conditional update",
     )?;
     let reply = reply_format(&req, None)?;
+    let create_only = preconditions(&req, Method::Put)?;
     let if_match = version_header(&req, header::IF_MATCH)?;
     let resource = super::resource::incoming_resource(&req, payload, &state, &res_type).await?;
     let body_id = resource
@@ -137,13 +140,13 @@ pub async fn update(
                     res_id: &id,
                     method: WriteMethod::Put,
                     if_match,
-                    must_be_new: created_at_body_id,
+                    must_be_new: created_at_body_id || create_only,
                     needs_current_body: false,
                 };
                 let written = {
                     let mut prepare = resource_preparer(&worker, &mut resource, &id)?;
                     tx.write(&scope, &target, &mut prepare)
-                        .map_err(write_error)?
+                        .map_err(|e| create_only_error(create_only, &ty, &id, write_error(e)))?
                 };
                 Ok((id, written))
             })
@@ -175,6 +178,7 @@ pub async fn patch(
         "conditional patch",
     )?;
     let reply = reply_format(&req, None)?;
+    preconditions(&req, Method::Patch)?;
     let if_match = version_header(&req, header::IF_MATCH)?;
     let patch = read_patch(&req, payload, &state).await?;
     let scope = scope(&req);
@@ -231,6 +235,7 @@ pub async fn delete(
         req.query_string(),
         "conditional delete",
     )?;
+    preconditions(&req, Method::Delete)?;
     let if_match = version_header(&req, header::IF_MATCH)?;
     let scope = scope(&req);
     let worker = state.clone();

@@ -10,12 +10,15 @@ use super::conditional::Created;
 use crate::access::AccessScope;
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::patch::JsonPatch;
+use crate::fhir::transaction::Method;
 use crate::fhir::{json, meta};
 use crate::http::error::ApiError;
 use crate::http::negotiate::{
     body_kind, reply_format, unsupported, wants_binary_resource, Body, Reply,
 };
-use crate::http::request::{prefer_return, read_body, version_header, Params, Return};
+use crate::http::request::{
+    preconditions, prefer_return, read_body, version_header, Params, Return,
+};
 use crate::http::response::{versioned, written, VersionInfo};
 use crate::http::AppState;
 pub(super) use crate::interaction::write::{
@@ -139,6 +142,7 @@ pub async fn create(
     let params = Params::parse(&req)?;
     params.reject_unknown(&req, &[])?;
     let reply = reply_format(&req, params.get("_format"))?;
+    preconditions(&req, Method::Post)?;
     let if_none_exist = match req.headers().get("If-None-Exist") {
         Some(value) => {
             let text = value.to_str().map_err(|_| {
@@ -203,7 +207,15 @@ pub async fn create(
     let worker = state.clone();
     let res_id = id.clone();
     let stored = web::block(move || {
-        store_resource(&worker, &scope, resource, &res_id, WriteMethod::Post, None)
+        store_resource(
+            &worker,
+            &scope,
+            resource,
+            &res_id,
+            WriteMethod::Post,
+            None,
+            false,
+        )
     })
     .await??;
     Ok(answer(
@@ -229,6 +241,7 @@ pub async fn update(
     let params = Params::parse(&req)?;
     params.reject_unknown(&req, &[])?;
     let reply = reply_format(&req, params.get("_format"))?;
+    let create_only = preconditions(&req, Method::Put)?;
     let if_match = version_header(&req, header::IF_MATCH)?;
     let mut resource = incoming_resource(&req, payload, &state, &res_type).await?;
     match resource.get("id").and_then(Value::as_str) {
@@ -258,7 +271,15 @@ pub async fn update(
     let worker = state.clone();
     let id = res_id.clone();
     let stored = web::block(move || {
-        store_resource(&worker, &scope, resource, &id, WriteMethod::Put, if_match)
+        store_resource(
+            &worker,
+            &scope,
+            resource,
+            &id,
+            WriteMethod::Put,
+            if_match,
+            create_only,
+        )
     })
     .await??;
     let status = if stored.created {
@@ -287,6 +308,7 @@ pub async fn patch(
     let params = Params::parse(&req)?;
     params.reject_unknown(&req, &[])?;
     let reply = reply_format(&req, params.get("_format"))?;
+    preconditions(&req, Method::Patch)?;
     let if_match = version_header(&req, header::IF_MATCH)?;
     let patch = read_patch(&req, payload, &state).await?;
     let scope = scope(&req);
@@ -386,7 +408,7 @@ fn not_modified(req: &HttpRequest, info: &VersionInfo<'_>) -> bool {
         .and_then(|v| v.to_str().ok())
     {
         return tags.split(',').any(|t| {
-            t.trim() == "*" || crate::http::request::parse_etag(t.trim()) == Some(info.version)
+            t.trim() == "*" || crate::fhir::transaction::parse_etag(t) == Some(info.version)
         });
     }
     if let Some(since) = req
@@ -486,6 +508,7 @@ pub async fn delete(
     check_id(&res_id)?;
     let params = Params::parse(&req)?;
     params.reject_unknown(&req, &[])?;
+    preconditions(&req, Method::Delete)?;
     let if_match = version_header(&req, header::IF_MATCH)?;
     let scope = scope(&req);
     let worker = state.clone();

@@ -76,7 +76,7 @@ pub enum SearchError {
 
 impl From<diesel::result::Error> for SearchError {
     fn from(e: diesel::result::Error) -> Self {
-        SearchError::Store(StoreError::Database(e))
+        SearchError::Store(StoreError::from(e))
     }
 }
 

@@ -1,0 +1,13 @@
+-- Business identifiers that no two live resources of a type may hold: today
+-- DocumentReference.masterIdentifier, the document's XDS uniqueId in IHE MHD / PDSm (a
+-- document is submitted once). The primary key refuses a second holder whatever door the
+-- write came through, even when two submissions race. A row lives while its resource does:
+-- an update rewrites it, a deletion frees the identifier.
+CREATE TABLE unique_identifier (
+    res_type TEXT   NOT NULL,
+    system   TEXT   NOT NULL,
+    value    TEXT   NOT NULL,
+    res_key  BIGINT NOT NULL REFERENCES resource (res_key),
+    PRIMARY KEY (res_type, system, value)
+);
+CREATE INDEX unique_identifier_res_key ON unique_identifier (res_key);
