@@ -9,7 +9,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use super::backend::{on_backend, DbConnection};
 use super::schema::{resource, resource_compartment, resource_version};
 use super::search::index::{self, IndexRows};
-use super::{now_micros, Store, StoreError};
+use super::{now_micros, pg_bulk, Store, StoreError};
 use crate::access::AccessScope;
 
 /// How many times a write starts over after losing a race to create the same id.
@@ -526,6 +526,9 @@ fn insert_new(
     now: i64,
     method: WriteMethod,
 ) -> Result<(), DieselError> {
+    if let DbConnection::Postgres(pg) = conn {
+        return insert_new_pg(pg, targets, prepared, now, method);
+    }
     let mut keys: std::collections::HashMap<(String, String), i64> =
         std::collections::HashMap::with_capacity(targets.len());
     for chunk in targets
@@ -612,6 +615,52 @@ fn insert_new(
         .map(|(&key, p)| (key, &*p.index))
         .collect();
     index::insert_many(conn, &index)
+}
+
+/// [`insert_new`] on PostgreSQL: one statement per table over arrays (see `pg_bulk`).
+fn insert_new_pg(
+    pg: &mut diesel::PgConnection,
+    targets: &[(&str, &str)],
+    prepared: &[Prepared],
+    now: i64,
+    method: WriteMethod,
+) -> Result<(), DieselError> {
+    let patients: Vec<Option<&str>> = prepared
+        .iter()
+        .map(|p| p.patients.first().map(String::as_str))
+        .collect();
+    let created = pg_bulk::insert_resources(pg, targets, &patients, now)?;
+    let keys: std::collections::HashMap<(&str, &str), i64> = created
+        .iter()
+        .map(|c| ((c.res_type.as_str(), c.res_id.as_str()), c.res_key))
+        .collect();
+    let mut resource_keys = Vec::with_capacity(targets.len());
+    for target in targets {
+        resource_keys.push(*keys.get(target).ok_or(DieselError::NotFound)?);
+    }
+    let versions: Vec<(i64, &str, &str, &str)> = targets
+        .iter()
+        .zip(prepared)
+        .zip(&resource_keys)
+        .map(|(((ty, id), p), &key)| (key, *ty, *id, p.body.as_str()))
+        .collect();
+    pg_bulk::insert_versions(pg, &versions, now, method.as_str())?;
+    let mut memberships: Vec<(&String, i64)> = Vec::new();
+    for (p, &key) in prepared.iter().zip(&resource_keys) {
+        let start = memberships.len();
+        for patient in &p.patients {
+            if !memberships[start..].iter().any(|(q, _)| *q == patient) {
+                memberships.push((patient, key));
+            }
+        }
+    }
+    pg_bulk::insert_compartments(pg, &memberships)?;
+    let index: Vec<(i64, &IndexRows)> = resource_keys
+        .iter()
+        .zip(prepared)
+        .map(|(&key, p)| (key, &*p.index))
+        .collect();
+    pg_bulk::insert_index(pg, &index)
 }
 
 /// One row of `resource_version`, as written.
