@@ -147,6 +147,55 @@ impl PlannedBundle {
         }
     }
 
+    /// The resources this Bundle writes, `(type, id)`, when they are known without the
+    /// database: creates at new server ids (none that anyone else could write), updates,
+    /// patches and deletions at given ids. `None` when they depend on the database
+    /// (criteria, conditional references), when it reads or searches (it must see what was
+    /// written before it), or when it writes a SearchParameter (which changes how everything
+    /// after it is indexed). A bulk loader runs Bundles with disjoint footprints side by side
+    /// and a Bundle without one alone.
+    pub fn footprint(&self) -> Option<Vec<(String, String)>> {
+        let entries: Vec<&Planned> = match &self.entries {
+            PlannedEntries::Transaction {
+                planned,
+                resolved_up_front,
+                ..
+            } => {
+                if !resolved_up_front {
+                    return None;
+                }
+                planned.iter().collect()
+            }
+            PlannedEntries::Batch { prepared, .. } => {
+                let mut entries = Vec::new();
+                for (p, _, up_front) in prepared.iter().flatten() {
+                    if !up_front {
+                        return None;
+                    }
+                    entries.push(p);
+                }
+                entries
+            }
+        };
+        let mut ids = Vec::new();
+        for p in entries {
+            if p.res_type == "SearchParameter" || p.needs_resolution() {
+                return None;
+            }
+            match &p.op {
+                Op::Create { .. } => {}
+                Op::Update { target, .. }
+                | Op::Patch { target, .. }
+                | Op::Delete { target, .. } => match target {
+                    Target::Id(id) => ids.push((p.res_type.clone(), id.clone())),
+                    Target::Criteria(_) => return None,
+                },
+                Op::Read { .. } | Op::VRead { .. } | Op::Search { .. } => return None,
+            }
+        }
+        Some(ids)
+    }
+
     /// Runs the Bundle inside `tx`; returns the response entries in Bundle order. A
     /// transaction fails as a whole (the caller's transaction, or the savepoint around this
     /// call, must then be rolled back); a batch answers each entry, each in its own savepoint.
