@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use carnet::config::{Cli, Command};
+
+/// mimalloc rather than the system allocator: values are built on one thread (the import's
+/// reader, a request's parser) and freed on another, which glibc's per-thread arenas handle
+/// with locks and consolidation (a quarter of an import's time); mimalloc frees them cheaply.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use carnet::store::{Backend, DatabaseUrl, Store};
 
 fn main() -> ExitCode {
