@@ -129,10 +129,10 @@ def import_once(binary, backend, data_dir, extra):
         t = TIMES.search(proc.stdout)
         if not m or not t:
             raise SystemExit(f"no summary in the output:\n{proc.stdout}")
-        read, written, rejected, seconds, _ = m.groups()
+        read, written, rejected, seconds, rate = m.groups()
         result = {
             "backend": backend, "read": int(read), "written": int(written), "rejected": int(rejected),
-            "seconds": float(seconds), "rate": int(written) / float(seconds), "wall": wall,
+            "seconds": float(seconds), "rate": int(rate), "wall": wall,
             "writing": float(t.group(1)), "waiting": float(t.group(2)),
             "load": max(load_before, load_average()),
         }

@@ -22,7 +22,6 @@ use std::time::Instant;
 
 use crate::access::AccessScope;
 use crate::fhir::outcome::operation_outcome;
-use crate::interaction::bulk;
 use crate::interaction::bundle::Return;
 use crate::interaction::transaction::Context;
 use crate::interaction::{ApiError, Services};
@@ -131,9 +130,7 @@ pub fn run(services: &Services, options: &ImportOptions) -> Result<Summary, Stri
     let mut last_round = false;
     let result = loop {
         let (sender, receiver) = mpsc::sync_channel::<Unit>(8 * writers);
-        // Written resources are freed on a thread of their own: they were allocated by the
-        // reader, and freeing them costs a writer about a tenth of its time.
-        let (trash, bin) = mpsc::channel::<Vec<bulk::PreparedWrite>>();
+        let (trash, bin) = mpsc::channel::<writer::Garbage>();
         let progress = round
             .iter()
             .map(|s| ImportProgress {
@@ -259,6 +256,7 @@ fn account(
     outcome: Outcome,
     summary: &mut Summary,
     rejects_file: &mut Option<std::io::BufWriter<std::fs::File>>,
+    trash: Option<&mpsc::Sender<writer::Garbage>>,
 ) -> Result<(), String> {
     let mut rejects: Vec<Reject> = Vec::new();
     if matches!(outcome, Outcome::Deferred) {
@@ -306,7 +304,10 @@ fn account(
                     summary.rejected += entries.saturating_sub(1);
                     rejects.push(Reject { at: name, error });
                 }
-                (Ok(_), Outcome::Bundle(Ok(responses))) => {
+                (Ok(planned), Outcome::Bundle(Ok(responses))) => {
+                    if let Some(trash) = trash {
+                        let _ = trash.send(writer::Garbage::Bundle(Box::new(planned)));
+                    }
                     for (i, r) in responses.iter().enumerate() {
                         let status: u16 =
                             r.status.get(..3).and_then(|s| s.parse().ok()).unwrap_or(0);

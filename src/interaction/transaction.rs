@@ -377,6 +377,8 @@ struct Planned {
     existing: Option<Existing>,
     /// Compartments and index rows of the resource with its final references.
     derived: Option<(Vec<String>, Arc<IndexRows>)>,
+    /// A create's body as its first version, rendered with `derived`.
+    first_version: Option<meta::FirstVersion>,
 }
 
 struct Existing {
@@ -602,6 +604,7 @@ fn plan_entry(state: &Services, entry: Entry, lenient: bool) -> Result<Planned, 
         conditional_references,
         existing: None,
         derived: None,
+        first_version: None,
     })
 }
 
@@ -811,6 +814,7 @@ fn map_and_rewrite(
     }
     for p in planned.iter_mut() {
         let full_url = p.full_url.clone();
+        let is_create = matches!(p.op, Op::Create { .. }) && p.existing.is_none();
         let (value, derive_id, is_patch) = match &mut p.op {
             Op::Create { resource, .. } if p.existing.is_none() => (resource, p.id.clone(), false),
             Op::Update { resource, .. } => (resource, p.id.clone(), false),
@@ -829,6 +833,9 @@ fn map_and_rewrite(
         rewritten.map_err(|issue| failed(ApiError::bad_request(issue)))?;
         if let Some(id) = derive_id {
             p.derived = Some(derive(state, value, &id).map_err(failed)?);
+            if is_create {
+                p.first_version = meta::FirstVersion::render(value, &id);
+            }
         }
     }
     Ok(())
@@ -960,11 +967,17 @@ fn create_all(
             Some(derived) => derived,
             None => derive(state, resource, id)?,
         };
-        meta::stamp(resource, id, version, last_updated);
+        let body = match p.first_version.take() {
+            Some(first) if version == 1 => first.finish(last_updated),
+            _ => {
+                meta::stamp(resource, id, version, last_updated);
+                resource.to_string()
+            }
+        };
         Ok(Prepared {
             patients,
             index,
-            body: resource.to_string(),
+            body,
         })
     };
     let written = tx
