@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import re
 import shutil
 import statistics
@@ -105,7 +106,27 @@ def psql(sql):
 
 
 SUMMARY = re.compile(r"imported: (\d+) read, (\d+) written, (\d+) rejected in ([\d.]+) s \((\d+) resources/s\)")
-TIMES = re.compile(r"time: ([\d.]+) s writing to the database, ([\d.]+) s waiting")
+TIMES = re.compile(r"time: ([\d.]+) s writing to the database, ([\d.]+) s waiting[^(\n]*(?:\(summed over (\d+) writers\))?")
+
+
+def postgres_children_cpu():
+    """CPU seconds of the PostgreSQL server's ended backends (the postmaster's reaped children:
+    an import's connections once it exits), or None when it cannot be read."""
+    try:
+        directory = subprocess.run(["psql", f"{rest.PG_ROOT}/postgres", "-Atc", "show data_directory"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+        with open(os.path.join(directory, "postmaster.pid")) as f:
+            pid = f.readline().strip()
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, subprocess.CalledProcessError, IndexError, ValueError):
+        return None
+
+
+def children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def import_once(binary, backend, data_dir, extra):
@@ -119,10 +140,15 @@ def import_once(binary, backend, data_dir, extra):
             psql(f"CREATE DATABASE {PG_DATABASE}")
             url = f"{rest.PG_ROOT}/{PG_DATABASE}"
         load_before = load_average()
+        pg_before = postgres_children_cpu() if backend == "PostgreSQL" else None
+        cpu_before = children_cpu()
         started = time.monotonic()
         proc = subprocess.run([binary, "import", "--database-url", url, *extra, data_dir],
                               capture_output=True, text=True, env={**os.environ, "CARNET_LOG": "warn"})
         wall = time.monotonic() - started
+        cpu = children_cpu() - cpu_before
+        pg_after = postgres_children_cpu() if pg_before is not None else None
+        pg_cpu = pg_after - pg_before if pg_after is not None else None
         if proc.returncode not in (0, 3):
             raise SystemExit(f"carnet import failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         m = SUMMARY.search(proc.stdout)
@@ -133,8 +159,8 @@ def import_once(binary, backend, data_dir, extra):
         result = {
             "backend": backend, "read": int(read), "written": int(written), "rejected": int(rejected),
             "seconds": float(seconds), "rate": int(rate), "wall": wall,
-            "writing": float(t.group(1)), "waiting": float(t.group(2)),
-            "load": max(load_before, load_average()),
+            "writing": float(t.group(1)), "waiting": float(t.group(2)), "writers": int(t.group(3) or 1),
+            "load": max(load_before, load_average()), "cpu": cpu, "pg_cpu": pg_cpu,
         }
         print(json.dumps(result), file=sys.stderr)
         return result
@@ -145,10 +171,13 @@ def import_once(binary, backend, data_dir, extra):
 
 
 def bound(r):
-    """What the run waited on, from the writer's own accounting."""
-    if r["waiting"] > 0.5 * r["seconds"]:
+    """What the run waited on: the writers' own accounting, and whether the cores were full."""
+    if r["waiting"] / r["writers"] > 0.5 * r["seconds"]:
         return "reading thread"
-    return "writer"
+    busy = r["cpu"] + (r["pg_cpu"] or 0)
+    if busy > 0.8 * os.cpu_count() * r["wall"]:
+        return "CPU (all cores busy)"
+    return "writer" if r["writers"] == 1 else "writers"
 
 
 def main():
@@ -200,8 +229,12 @@ def main():
     for key, (title, directory) in sets.items():
         files, size = data_size(directory)
         lines.append(f"- *{title}*: {files} files, {size / 2**20:.1f} MiB")
-    lines += ["", f"| data | backend | written | resources/s (target {TARGET:,}) | writer / waiting / total s | load | bound |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["", "*writer* and *waiting* are summed over the writers (2 on PostgreSQL, 1 on SQLite, unless the import "
+              "options say otherwise); *CPU* is the seconds of CPU of `carnet import` and, on PostgreSQL, of the server "
+              "backends that served it; *bound*: the reading thread when the writers waited for it more than half the "
+              "time, else the CPU when the cores were more than 80% busy with these two, else the writers.", "",
+              f"| data | backend | written | resources/s (target {TARGET:,}) | writer / waiting / total s | CPU s: carnet, PostgreSQL | load | bound |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for key, (title, _) in sets.items():
         for backend in backends:
             runs = results.get((key, backend), [])
@@ -211,9 +244,10 @@ def main():
             rates = " / ".join(f"{r['rate']:,.0f}" for r in runs)
             times = " / ".join(f"{r['writing']:.1f}, {r['waiting']:.1f}, {r['seconds']:.1f}" for r in runs)
             loads = " / ".join(f"{r['load']:.1f}" for r in runs)
+            cpus = " / ".join(f"{r['cpu']:.1f}" + (f", {r['pg_cpu']:.1f}" if r["pg_cpu"] is not None else "") for r in runs)
             bounds = ", ".join(sorted({bound(r) for r in runs}))
             lines.append(f"| {title} | {backend} | {runs[0]['written']:,} | {rates} (median {rest.check(median, TARGET)}) "
-                         f"| {times} | {loads} | {bounds} |")
+                         f"| {times} | {cpus} | {loads} | {bounds} |")
     lines += ["", MARK_END]
     text = "\n".join(lines)
     if not args.no_write:

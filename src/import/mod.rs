@@ -125,6 +125,7 @@ pub fn run(services: &Services, options: &ImportOptions) -> Result<Summary, Stri
     // Small units keep the writers busy while the reader prepares the next ones.
     let chunk = batch_size.clamp(1, 500);
     let writers = options.writers.max(1);
+    summary.writers = writers;
     let mut batches = 0u64;
     let mut round: Vec<Source> = sources;
     let mut last_round = false;

@@ -325,7 +325,6 @@ fn write_batch(
     units: &mut [Unit],
 ) -> Result<BatchResult, StoreError> {
     let mut written = BatchResult::default();
-    tx.bulk_load()?;
     for unit in units.iter_mut() {
         match unit {
             Unit::Resources { items, .. } => {

@@ -795,8 +795,8 @@ pub(super) fn version_columns() -> (
     )
 }
 
-/// Which of `targets` (`(type, id)`) have a row (live or deleted): one query per type and
-/// 500 ids, on the `(res_type, res_id)` unique index.
+/// Which of `targets` (`(type, id)`) have a row (live or deleted): one query per type (and
+/// 500 ids on SQLite), on the `(res_type, res_id)` unique index.
 pub(super) fn existing_in(
     conn: &mut DbConnection,
     targets: &[(&str, &str)],
@@ -807,6 +807,11 @@ pub(super) fn existing_in(
     }
     let mut found = std::collections::HashSet::new();
     for (ty, ids) in by_type {
+        if let DbConnection::Postgres(pg) = conn {
+            let rows = pg_bulk::existing_ids(pg, ty, &ids)?;
+            found.extend(rows.into_iter().map(|id| (ty.to_string(), id)));
+            continue;
+        }
         for chunk in ids.chunks(CREATES_PER_INSERT) {
             let rows: Vec<String> = on_backend!(conn, c => resource::table
                 .filter(resource::res_type.eq(ty))

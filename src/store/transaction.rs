@@ -202,17 +202,6 @@ impl Tx<'_> {
         })
     }
 
-    /// Prepares this transaction for a bulk load. On PostgreSQL, statements are planned for
-    /// their values each time (`plan_cache_mode = force_custom_plan`, until the transaction
-    /// ends): a cached generic plan, chosen while the tables were nearly empty, would keep
-    /// scanning them sequentially as they grow (measured: twice slower over 50,000 rows).
-    pub fn bulk_load(&mut self) -> Result<(), StoreError> {
-        if let DbConnection::Postgres(pg) = &mut *self.conn {
-            diesel::sql_query("SET LOCAL plan_cache_mode = force_custom_plan").execute(pg)?;
-        }
-        Ok(())
-    }
-
     /// On PostgreSQL, takes the advisory locks of these criteria until the transaction ends,
     /// in a fixed order (so that two bundles cannot deadlock on them), so that identical
     /// conditional creates arriving together cannot both create. SQLite serialises writers
