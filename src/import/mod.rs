@@ -5,10 +5,11 @@
 //! `interaction::transaction` (the machinery of `POST [base]`), so every resource is
 //! validated, stamped, put in its compartments and indexed as a REST write would be.
 //!
-//! One thread reads and prepares (parse, validation, index rows); the calling thread writes,
-//! many resources per database transaction, and records in the same transaction how far each
-//! file was committed (`import_progress`), so that a second run after an interruption starts
-//! where the first stopped and loads nothing twice.
+//! One thread reads and prepares (parse, validation, index rows, first-version bodies);
+//! writer threads (`writer`: one on SQLite, several on PostgreSQL) write many resources per
+//! database transaction, commit in the order the batches were read, and record in the same
+//! transaction how far each file was committed (`import_progress`), so that a second run
+//! after an interruption starts where the first stopped and loads nothing twice.
 
 mod display;
 mod source;

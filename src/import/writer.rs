@@ -188,6 +188,9 @@ pub(super) fn run(
             shared.lock().summary.waiting += waiting.elapsed();
             return Ok(());
         };
+        // Waiting for the reader; waiting for an earlier batch below counts as writing.
+        let waited = waiting.elapsed();
+        let writing = Instant::now();
         let (order, go) = shared.wait_for(shared.lock(), |o| {
             !o.running
                 .iter()
@@ -197,8 +200,6 @@ pub(super) fn run(
         if !go {
             return Ok(());
         }
-        let waited = waiting.elapsed();
-        let writing = Instant::now();
         let mut written = BatchResult::default();
         let committed = services.store.transaction(|tx| -> Result<(), StoreError> {
             written = write_batch(tx, services, context, shared, &mut units)?;
