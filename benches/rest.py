@@ -146,7 +146,9 @@ def machine():
                 break
     with open("/proc/meminfo") as f:
         mem_gib = int(f.readline().split()[1]) / 1024 / 1024
-    oha_version = subprocess.run(["oha", "--version"], capture_output=True, text=True).stdout.strip()
+    # oha is only needed by the REST benchmark; the others describe the machine without it.
+    oha_version = (subprocess.run(["oha", "--version"], capture_output=True, text=True).stdout.strip()
+                   if shutil.which("oha") else "not installed")
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     pg = subprocess.run(["psql", f"{PG_ROOT}/postgres", "-Atc", "show server_version"], capture_output=True, text=True).stdout.strip()

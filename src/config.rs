@@ -46,6 +46,11 @@ pub struct ImportArgs {
     #[arg(long, env = "CARNET_IMPORT_BATCH_SIZE")]
     pub batch_size: Option<usize>,
 
+    /// Transactions written at once, each on its own connection (PostgreSQL only; SQLite has
+    /// one writer) [default: 2 on PostgreSQL]
+    #[arg(long, env = "CARNET_IMPORT_WRITERS")]
+    pub writers: Option<usize>,
+
     /// NDJSON files (one resource per line), JSON files (a Bundle or one resource), or
     /// directories of them (walked in sorted order)
     #[arg(required = true, value_name = "FILE_OR_DIR")]
@@ -59,6 +64,8 @@ pub struct ImportConfig {
     pub base_url: String,
     pub rejects: Option<PathBuf>,
     pub batch_size: usize,
+    /// As given; the backend decides the default.
+    pub writers: Option<usize>,
     pub paths: Vec<PathBuf>,
 }
 
@@ -75,6 +82,7 @@ impl ImportArgs {
                 .unwrap_or_else(|| "http://127.0.0.1:8080/fhir".into()),
             rejects: self.rejects.clone(),
             batch_size: self.batch_size.unwrap_or(2000).max(1),
+            writers: self.writers,
             paths: self.paths.clone(),
         })
     }

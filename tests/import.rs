@@ -272,6 +272,88 @@ fn an_interrupted_import_resumes_without_duplicates() {
     }
 }
 
+/// Several writers at once (PostgreSQL; SQLite has one): interrupted twice, the import
+/// resumes without loading a line twice or losing one, even when the same ids come back in
+/// batches that could run side by side.
+#[test]
+fn an_interrupted_parallel_import_resumes_without_duplicates() {
+    for backend in BACKENDS {
+        let db = TestDatabase::new(backend);
+        let dir = temp_dir();
+        // Created at new server ids: a line loaded twice shows as a duplicate.
+        let lines: Vec<String> = (0..150)
+            .map(|i| observation(None, "Patient/q1", &format!("{}.25", 40 + i)))
+            .collect();
+        write_ndjson(&dir.join("1.ndjson"), &lines);
+        // Each patient three times, in batches far apart: three versions each, no more.
+        let patients: Vec<String> = (0..3)
+            .flat_map(|round| {
+                (0..20).map(move |i| patient(&format!("q{i}"), &format!("Round{round}")))
+            })
+            .collect();
+        write_ndjson(&dir.join("2.ndjson"), &patients);
+        for i in 0..4 {
+            std::fs::write(
+                dir.join(format!("3-{i}.json")),
+                transaction_bundle(&format!("Parallel{i}")).to_string(),
+            )
+            .unwrap();
+        }
+        let writers = match backend {
+            Backend::Postgres => "3",
+            Backend::Sqlite => "1",
+        };
+        let args = [
+            "--batch-size",
+            "10",
+            "--writers",
+            writers,
+            dir.to_str().unwrap(),
+        ];
+        let first = import(&db, &args, &[("CARNET_IMPORT_STOP_AFTER_BATCHES", "6")]);
+        assert_eq!(first.status.code(), Some(75), "{}", text(&first));
+        let second = import(&db, &args, &[("CARNET_IMPORT_STOP_AFTER_BATCHES", "11")]);
+        assert_eq!(second.status.code(), Some(75), "{}", text(&second));
+        let third = import(&db, &args, &[]);
+        assert_eq!(third.status.code(), Some(0), "{}", text(&third));
+
+        let server = Server::start_on(db, &[], &[]);
+        assert_eq!(total(&server, "Observation?subject=Patient/q1"), 150);
+        assert_eq!(total(&server, "Patient?family=Round2"), 20);
+        assert_eq!(total(&server, "Patient?family=Round0"), 0);
+        assert_eq!(total(&server, "Observation"), 150 + 4);
+        let versions = server.all_versions();
+        // 150 + 4 Observations and 4 Bundle Patients at version 1; 20 Patients at 1, 2 and 3.
+        assert_eq!(versions.len(), 150 + 4 + 4 + 20 * 3, "{versions:?}");
+        for i in 0..20 {
+            for v in 1..=3 {
+                let version = format!("Patient/q{i}@W/\"{v}\"");
+                assert!(
+                    versions.contains(&version),
+                    "{version} missing: {versions:?}"
+                );
+            }
+        }
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn sqlite_has_one_writer() {
+    let db = TestDatabase::new(Backend::Sqlite);
+    let dir = temp_dir();
+    write_ndjson(&dir.join("1.ndjson"), &[patient("w1", "One")]);
+    let out = import(&db, &["--writers", "2", dir.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("SQLite has one writer"),
+        "{}",
+        text(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn ndjson_ids_are_updates_on_a_changed_file() {
     for backend in BACKENDS {

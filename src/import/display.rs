@@ -31,6 +31,8 @@ pub struct Summary {
     /// are then the bound), and time it spent in database transactions.
     pub waiting: Duration,
     pub writing: Duration,
+    /// Writer threads: `waiting` and `writing` are summed over them.
+    pub writers: usize,
     /// The first refusals, `where: why`.
     pub reject_lines: Vec<String>,
 }
@@ -57,10 +59,15 @@ impl fmt::Display for Summary {
             self.elapsed.as_secs_f64(),
             self.rate()
         )?;
+        let over = if self.writers > 1 {
+            format!(" (summed over {} writers)", self.writers)
+        } else {
+            String::new()
+        };
         writeln!(
             f,
             "time: {:.1} s writing to the database, {:.1} s waiting for resources to be read \
-             and validated",
+             and validated{over}",
             self.writing.as_secs_f64(),
             self.waiting.as_secs_f64()
         )?;

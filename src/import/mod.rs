@@ -5,28 +5,28 @@
 //! `interaction::transaction` (the machinery of `POST [base]`), so every resource is
 //! validated, stamped, put in its compartments and indexed as a REST write would be.
 //!
-//! One thread reads and prepares (parse, validation, index rows); the calling thread writes,
-//! many resources per database transaction, and records in the same transaction how far each
-//! file was committed (`import_progress`), so that a second run after an interruption starts
-//! where the first stopped and loads nothing twice.
+//! One thread reads and prepares (parse, validation, index rows, first-version bodies);
+//! writer threads (`writer`: one on SQLite, several on PostgreSQL) write many resources per
+//! database transaction, commit in the order the batches were read, and record in the same
+//! transaction how far each file was committed (`import_progress`), so that a second run
+//! after an interruption starts where the first stopped and loads nothing twice.
 
 mod display;
 mod source;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{mpsc, Condvar, Mutex};
 use std::time::Instant;
 
 use crate::access::AccessScope;
 use crate::fhir::outcome::operation_outcome;
-use crate::interaction::bulk;
 use crate::interaction::bundle::Return;
 use crate::interaction::transaction::Context;
 use crate::interaction::{ApiError, Services};
 use crate::store::import_progress::ImportProgress;
-use crate::store::StoreError;
 
 pub use display::Summary;
 use source::{Reject, Source, Unit};
@@ -41,6 +41,9 @@ pub struct ImportOptions {
     pub batch_size: usize,
     /// Redraw a progress bar (a terminal) rather than log a line now and then.
     pub progress_bar: bool,
+    /// Writer threads, each with its own connection and transactions (PostgreSQL; SQLite
+    /// has one writer).
+    pub writers: usize,
 }
 
 /// Test hook: stop the process (as a crash would) after this many committed transactions.
@@ -120,52 +123,88 @@ pub fn run(services: &Services, options: &ImportOptions) -> Result<Summary, Stri
     };
     let mut display = display::Display::new(options.progress_bar, total_bytes);
     let batch_size = options.batch_size.max(1);
-    // Small units keep the writer busy while the reader prepares the next ones.
+    // Small units keep the writers busy while the reader prepares the next ones.
     let chunk = batch_size.clamp(1, 500);
+    let writers = options.writers.max(1);
+    summary.writers = writers;
     let mut batches = 0u64;
     let mut round: Vec<Source> = sources;
     let mut last_round = false;
     let result = loop {
-        let (sender, receiver) = mpsc::sync_channel::<Unit>(8);
+        let (sender, receiver) = mpsc::sync_channel::<Unit>(8 * writers);
+        let (trash, bin) = mpsc::channel::<writer::Garbage>();
+        let progress = round
+            .iter()
+            .map(|s| ImportProgress {
+                source: s.key.clone(),
+                size: s.size as i64,
+                modified: s.modified,
+                committed_bytes: s.start_bytes as i64,
+                committed_lines: s.start_lines as i64,
+                done: false,
+                updated: 0,
+            })
+            .collect();
+        let shared = writer::Shared {
+            receiver: Mutex::new(Some(receiver)),
+            order: Mutex::new(writer::Order {
+                next: 0,
+                committed: 0,
+                failed: false,
+                running: Vec::new(),
+                progress,
+                deferred: Vec::new(),
+                batches: &mut batches,
+                summary: &mut summary,
+                display: &mut display,
+                rejects_file: &mut rejects_file,
+            }),
+            changed: Condvar::new(),
+            sources: &round,
+            limits: writer::Limits {
+                batch_size,
+                stop_after,
+                last_round,
+            },
+            trash: Mutex::new(Some(trash)),
+        };
         let result = std::thread::scope(|scope| {
             let reader = scope.spawn(|| {
                 let sender = sender;
                 source::read_all(services, &context, &round, chunk, &sender)
             });
-            // Written resources are freed on a thread of their own: they were allocated by
-            // the reader, and freeing them costs the writer about a tenth of its time.
-            let (trash, bin) = mpsc::channel::<Vec<bulk::PreparedWrite>>();
             scope.spawn(move || bin.into_iter().for_each(drop));
-            let written = write_all(
-                services,
-                &context,
-                &round,
-                &receiver,
-                Limits {
-                    batch_size,
-                    stop_after,
-                    last_round,
-                },
-                &mut batches,
-                &mut summary,
-                &mut display,
-                &mut rejects_file,
-                trash,
-            );
-            drop(receiver);
+            let handles: Vec<_> = (0..writers)
+                .map(|_| scope.spawn(|| writer::run(services, &context, &shared)))
+                .collect();
+            let mut written = Ok(());
+            for handle in handles {
+                let result = handle
+                    .join()
+                    .unwrap_or_else(|_| Err("a writing thread panicked".into()));
+                if written.is_ok() {
+                    written = result;
+                }
+            }
+            // The reader stops at its next unit once nobody receives; the freeing thread once
+            // nobody sends.
+            shared.close();
             let read = reader
                 .join()
                 .unwrap_or_else(|_| Err("the reading thread panicked".into()));
-            written.and_then(|deferred| read.map(|()| deferred))
+            written.and(read)
         });
+        let deferred = shared.into_deferred();
+        let result = result.map(|()| deferred);
         match result {
             // Bundles whose conditional references matched nothing run again once the rest
             // is loaded: the resources they refer to may come from files read after them.
-            Ok(deferred) if !deferred.is_empty() && !last_round => {
+            Ok(mut deferred) if !deferred.is_empty() && !last_round => {
                 log::info!(
                     "{} Bundle(s) with unresolved conditional references: running them again",
                     deferred.len()
                 );
+                deferred.sort_unstable();
                 round = deferred.into_iter().map(|i| round[i].clone()).collect();
                 last_round = true;
             }
@@ -180,157 +219,6 @@ pub fn run(services: &Services, options: &ImportOptions) -> Result<Summary, Stri
     }
     summary.elapsed = started.elapsed();
     result.map(|()| summary)
-}
-
-/// One database transaction's units, and what became of them once committed.
-#[allow(clippy::too_many_arguments)]
-fn write_all(
-    services: &Services,
-    context: &Context,
-    sources: &[Source],
-    receiver: &mpsc::Receiver<Unit>,
-    limits: Limits,
-    batches: &mut u64,
-    summary: &mut Summary,
-    display: &mut display::Display,
-    rejects_file: &mut Option<std::io::BufWriter<std::fs::File>>,
-    trash: mpsc::Sender<Vec<bulk::PreparedWrite>>,
-) -> Result<Vec<usize>, String> {
-    let Limits {
-        batch_size,
-        stop_after,
-        last_round,
-    } = limits;
-    let mut deferred: Vec<usize> = Vec::new();
-    let mut progress: Vec<ImportProgress> = sources
-        .iter()
-        .map(|s| ImportProgress {
-            source: s.key.clone(),
-            size: s.size as i64,
-            modified: s.modified,
-            committed_bytes: s.start_bytes as i64,
-            committed_lines: s.start_lines as i64,
-            done: false,
-            updated: 0,
-        })
-        .collect();
-    loop {
-        // Gather one transaction's worth of units.
-        let waiting = Instant::now();
-        let Ok(first) = receiver.recv() else {
-            summary.waiting += waiting.elapsed();
-            return Ok(deferred);
-        };
-        let mut units = vec![first];
-        let mut resources = units[0].resources();
-        while resources < batch_size as u64 {
-            match receiver.recv() {
-                Ok(unit) => {
-                    resources += unit.resources();
-                    units.push(unit);
-                }
-                Err(_) => break,
-            }
-        }
-        summary.waiting += waiting.elapsed();
-        let writing = Instant::now();
-        let mut outcomes = Vec::with_capacity(units.len());
-        let deferred_before = deferred.len();
-        let mut touched: Vec<usize> = Vec::new();
-        let mut search_params = false;
-        let committed = services.store.transaction(|tx| -> Result<(), StoreError> {
-            outcomes.clear();
-            tx.bulk_load()?;
-            for unit in units.iter_mut() {
-                match unit {
-                    Unit::Resources {
-                        source,
-                        items,
-                        end_bytes,
-                        end_lines,
-                        ..
-                    } => {
-                        let results = bulk::write_many(tx, &context.scope, items)?;
-                        outcomes.push(Outcome::Resources(results));
-                        let p = &mut progress[*source];
-                        p.committed_bytes = *end_bytes as i64;
-                        p.committed_lines = *end_lines as i64;
-                        p.done = p.committed_bytes >= p.size;
-                        touched.push(*source);
-                        search_params |= items.iter().any(|w| w.res_type == "SearchParameter");
-                    }
-                    Unit::Bundle {
-                        source, planned, ..
-                    } => {
-                        let outcome = match planned {
-                            Ok(planned) => {
-                                search_params |= planned.changes_search_params();
-                                match tx.savepoint(|tx| planned.execute(tx, services, context)) {
-                                    Ok(responses) => Outcome::Bundle(Ok(responses)),
-                                    Err(e) if is_database_failure(&e) => {
-                                        return Err(StoreError::Internal(first_diagnostics(&e)))
-                                    }
-                                    Err(e) if !last_round && unresolved_reference(&e) => {
-                                        deferred.push(*source);
-                                        outcomes.push(Outcome::Deferred);
-                                        continue;
-                                    }
-                                    Err(e) => Outcome::Bundle(Err(e)),
-                                }
-                            }
-                            Err(_) => Outcome::Refused,
-                        };
-                        outcomes.push(outcome);
-                        let p = &mut progress[*source];
-                        p.committed_bytes = p.size;
-                        p.committed_lines = 1;
-                        p.done = true;
-                        touched.push(*source);
-                    }
-                }
-            }
-            touched.sort_unstable();
-            touched.dedup();
-            let now = chrono::Utc::now().timestamp_micros();
-            for &s in &touched {
-                progress[s].updated = now;
-                tx.record_import_progress(&progress[s])?;
-            }
-            Ok(())
-        });
-        if let Err(e) = committed {
-            deferred.truncate(deferred_before);
-            return Err(format!(
-                "writing to the database failed: {e}; what was committed stays, run the same \
-                 command again to resume"
-            ));
-        }
-        summary.writing += writing.elapsed();
-        if search_params {
-            services.after_write("SearchParameter", None);
-        }
-        for (mut unit, outcome) in units.into_iter().zip(outcomes) {
-            if let Unit::Resources { items, .. } = &mut unit {
-                let _ = trash.send(std::mem::take(items));
-            }
-            account(sources, unit, outcome, summary, rejects_file)?;
-        }
-        display.update(summary);
-        *batches += 1;
-        if stop_after == Some(*batches) {
-            // The test hook of an interruption: as abrupt as a kill, after a commit.
-            eprintln!("carnet import: stopping after {batches} transaction(s) ({STOP_AFTER_ENV})");
-            std::process::exit(75);
-        }
-    }
-}
-
-/// How a round of writing goes.
-struct Limits {
-    batch_size: usize,
-    stop_after: Option<u64>,
-    /// Bundles are not deferred any more.
-    last_round: bool,
 }
 
 /// Whether a Bundle failed on a conditional reference that matched nothing.
@@ -370,6 +258,7 @@ fn account(
     outcome: Outcome,
     summary: &mut Summary,
     rejects_file: &mut Option<std::io::BufWriter<std::fs::File>>,
+    trash: Option<&mpsc::Sender<writer::Garbage>>,
 ) -> Result<(), String> {
     let mut rejects: Vec<Reject> = Vec::new();
     if matches!(outcome, Outcome::Deferred) {
@@ -417,7 +306,10 @@ fn account(
                     summary.rejected += entries.saturating_sub(1);
                     rejects.push(Reject { at: name, error });
                 }
-                (Ok(_), Outcome::Bundle(Ok(responses))) => {
+                (Ok(planned), Outcome::Bundle(Ok(responses))) => {
+                    if let Some(trash) = trash {
+                        let _ = trash.send(writer::Garbage::Bundle(Box::new(planned)));
+                    }
                     for (i, r) in responses.iter().enumerate() {
                         let status: u16 =
                             r.status.get(..3).and_then(|s| s.parse().ok()).unwrap_or(0);

@@ -114,6 +114,13 @@ pub enum Unit {
 }
 
 impl Unit {
+    /// The position of its file among the round's sources.
+    pub fn source(&self) -> usize {
+        match self {
+            Unit::Resources { source, .. } | Unit::Bundle { source, .. } => *source,
+        }
+    }
+
     /// Resources this unit reads.
     pub fn resources(&self) -> u64 {
         match self {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::write::{check_id, check_type, derive, stamper, validate, write_error};
 use super::{ApiError, Services};
 use crate::access::AccessScope;
-use crate::fhir::meta;
+use crate::fhir::meta::{self, FirstVersion};
 use crate::fhir::unique::unique_identifiers;
 use crate::store::search::index::IndexRows;
 use crate::store::transaction::Tx;
@@ -26,6 +26,9 @@ pub struct PreparedWrite {
     resource: Value,
     patients: Vec<String>,
     index: Arc<IndexRows>,
+    /// The body as a first version, rendered while preparing (off the writer's thread);
+    /// used when the resource turns out to be new.
+    first_version: Option<FirstVersion>,
 }
 
 /// Checks and prepares `resource` as `PUT [type]/[its id]` would (`POST [type]` without an
@@ -57,6 +60,7 @@ pub fn prepare(services: &Services, mut resource: Value) -> Result<PreparedWrite
         ));
     }
     let (patients, index) = derive(services, &mut resource, &res_id)?;
+    let first_version = FirstVersion::render(&mut resource, &res_id);
     Ok(PreparedWrite {
         res_type,
         res_id,
@@ -64,6 +68,7 @@ pub fn prepare(services: &Services, mut resource: Value) -> Result<PreparedWrite
         resource,
         patients,
         index,
+        first_version,
     })
 }
 
@@ -144,12 +149,18 @@ fn create_group(
     let targets: Vec<(&str, &str)> = ids.iter().map(|(t, i)| (t.as_str(), i.as_str())).collect();
     let mut prepare = |k: usize, version: i64, last_updated: i64| -> Result<Prepared, ApiError> {
         let w = &mut items[group[k]];
-        meta::stamp(&mut w.resource, &w.res_id, version, last_updated);
+        let body = match w.first_version.take() {
+            Some(first) if version == 1 => first.finish(last_updated),
+            _ => {
+                meta::stamp(&mut w.resource, &w.res_id, version, last_updated);
+                w.resource.to_string()
+            }
+        };
         Ok(Prepared {
             patients: w.patients.clone(),
             index: w.index.clone(),
             unique: unique_identifiers(&w.resource),
-            body: w.resource.to_string(),
+            body,
         })
     };
     let created = match method {

@@ -170,6 +170,55 @@ impl PlannedBundle {
         }
     }
 
+    /// The resources this Bundle writes, `(type, id)`, when they are known without the
+    /// database: creates at new server ids (none that anyone else could write), updates,
+    /// patches and deletions at given ids. `None` when they depend on the database
+    /// (criteria, conditional references), when it reads or searches (it must see what was
+    /// written before it), or when it writes a SearchParameter (which changes how everything
+    /// after it is indexed). A bulk loader runs Bundles with disjoint footprints side by side
+    /// and a Bundle without one alone.
+    pub fn footprint(&self) -> Option<Vec<(String, String)>> {
+        let entries: Vec<&Planned> = match &self.entries {
+            PlannedEntries::Transaction {
+                planned,
+                resolved_up_front,
+                ..
+            } => {
+                if !resolved_up_front {
+                    return None;
+                }
+                planned.iter().collect()
+            }
+            PlannedEntries::Batch { prepared, .. } => {
+                let mut entries = Vec::new();
+                for (p, _, up_front) in prepared.iter().flatten() {
+                    if !up_front {
+                        return None;
+                    }
+                    entries.push(p);
+                }
+                entries
+            }
+        };
+        let mut ids = Vec::new();
+        for p in entries {
+            if p.res_type == "SearchParameter" || p.needs_resolution() {
+                return None;
+            }
+            match &p.op {
+                Op::Create { .. } => {}
+                Op::Update { target, .. }
+                | Op::Patch { target, .. }
+                | Op::Delete { target, .. } => match target {
+                    Target::Id(id) => ids.push((p.res_type.clone(), id.clone())),
+                    Target::Criteria(_) => return None,
+                },
+                Op::Read { .. } | Op::VRead { .. } | Op::Search { .. } => return None,
+            }
+        }
+        Some(ids)
+    }
+
     /// Runs the Bundle inside `tx`; returns the response entries in Bundle order. A
     /// transaction fails as a whole (the caller's transaction, or the savepoint around this
     /// call, must then be rolled back); a batch answers each entry, each in its own savepoint.
@@ -382,6 +431,8 @@ struct Planned {
     placeholders: Vec<String>,
     /// When its criteria are resolved relative to the others': after every entry it names.
     resolve_rank: usize,
+    /// A create's body as its first version, rendered with `derived`.
+    first_version: Option<meta::FirstVersion>,
 }
 
 struct Existing {
@@ -629,6 +680,7 @@ fn plan_entry(state: &Services, entry: Entry, lenient: bool) -> Result<Planned, 
         criteria_text,
         placeholders: Vec::new(),
         resolve_rank: 0,
+        first_version: None,
     })
 }
 
@@ -1064,6 +1116,7 @@ fn map_and_rewrite(
     }
     for p in planned.iter_mut() {
         let full_url = p.full_url.clone();
+        let is_create = matches!(p.op, Op::Create { .. }) && p.existing.is_none();
         let (value, derive_id, is_patch) = match &mut p.op {
             Op::Create { resource, .. } if p.existing.is_none() => (resource, p.id.clone(), false),
             Op::Update { resource, .. } => (resource, p.id.clone(), false),
@@ -1082,6 +1135,9 @@ fn map_and_rewrite(
         rewritten.map_err(|issue| failed(ApiError::bad_request(issue)))?;
         if let Some(id) = derive_id {
             p.derived = Some(derive(state, value, &id).map_err(failed)?);
+            if is_create {
+                p.first_version = meta::FirstVersion::render(value, &id);
+            }
         }
     }
     Ok(())
@@ -1213,12 +1269,18 @@ fn create_all(
             Some(derived) => derived,
             None => derive(state, resource, id)?,
         };
-        meta::stamp(resource, id, version, last_updated);
+        let body = match p.first_version.take() {
+            Some(first) if version == 1 => first.finish(last_updated),
+            _ => {
+                meta::stamp(resource, id, version, last_updated);
+                resource.to_string()
+            }
+        };
         Ok(Prepared {
             patients,
             index,
             unique: unique_identifiers(resource),
-            body: resource.to_string(),
+            body,
         })
     };
     let written = tx

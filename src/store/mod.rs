@@ -8,6 +8,7 @@ pub mod export;
 mod group_commit;
 mod history;
 pub mod import_progress;
+mod pg_bulk;
 pub mod reindex_job;
 mod resources;
 mod schema;

@@ -9,7 +9,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use super::backend::{on_backend, DbConnection};
 use super::schema::{resource, resource_compartment, resource_version};
 use super::search::index::{self, IndexRows};
-use super::{now_micros, unique, Store, StoreError};
+use super::{now_micros, pg_bulk, unique, Store, StoreError};
 use crate::access::AccessScope;
 
 /// How many times a write starts over after losing a race to create the same id.
@@ -579,6 +579,10 @@ fn insert_new(
     now: i64,
     method: WriteMethod,
 ) -> Result<(), DieselError> {
+    if let DbConnection::Postgres(pg) = conn {
+        let resource_keys = insert_new_pg(pg, targets, prepared, now, method)?;
+        return insert_identifiers(conn, &resource_keys, targets, prepared);
+    }
     let mut keys: std::collections::HashMap<(String, String), i64> =
         std::collections::HashMap::with_capacity(targets.len());
     for chunk in targets
@@ -665,6 +669,16 @@ fn insert_new(
         .map(|(&key, p)| (key, &*p.index))
         .collect();
     index::insert_many(conn, &index)?;
+    insert_identifiers(conn, &resource_keys, targets, prepared)
+}
+
+/// The unique identifiers of new resources (their keys in `resource_keys`).
+fn insert_identifiers(
+    conn: &mut DbConnection,
+    resource_keys: &[i64],
+    targets: &[(&str, &str)],
+    prepared: &[Prepared],
+) -> Result<(), DieselError> {
     let identifiers: Vec<unique::Held<'_>> = resource_keys
         .iter()
         .zip(targets)
@@ -673,6 +687,54 @@ fn insert_new(
         .map(|((&key, (ty, _)), p)| (key, *ty, p.identifiers()))
         .collect();
     unique::insert(conn, &identifiers)
+}
+
+/// [`insert_new`] on PostgreSQL: one statement per table over arrays (see `pg_bulk`).
+/// Returns the new resources' keys, in the order of `targets`.
+fn insert_new_pg(
+    pg: &mut diesel::PgConnection,
+    targets: &[(&str, &str)],
+    prepared: &[Prepared],
+    now: i64,
+    method: WriteMethod,
+) -> Result<Vec<i64>, DieselError> {
+    let patients: Vec<Option<&str>> = prepared
+        .iter()
+        .map(|p| p.patients.first().map(String::as_str))
+        .collect();
+    let created = pg_bulk::insert_resources(pg, targets, &patients, now)?;
+    let keys: std::collections::HashMap<(&str, &str), i64> = created
+        .iter()
+        .map(|c| ((c.res_type.as_str(), c.res_id.as_str()), c.res_key))
+        .collect();
+    let mut resource_keys = Vec::with_capacity(targets.len());
+    for target in targets {
+        resource_keys.push(*keys.get(target).ok_or(DieselError::NotFound)?);
+    }
+    let versions: Vec<(i64, &str, &str, &str)> = targets
+        .iter()
+        .zip(prepared)
+        .zip(&resource_keys)
+        .map(|(((ty, id), p), &key)| (key, *ty, *id, p.body.as_str()))
+        .collect();
+    pg_bulk::insert_versions(pg, &versions, now, method.as_str())?;
+    let mut memberships: Vec<(&String, i64)> = Vec::new();
+    for (p, &key) in prepared.iter().zip(&resource_keys) {
+        let start = memberships.len();
+        for patient in &p.patients {
+            if !memberships[start..].iter().any(|(q, _)| *q == patient) {
+                memberships.push((patient, key));
+            }
+        }
+    }
+    pg_bulk::insert_compartments(pg, &memberships)?;
+    let index: Vec<(i64, &IndexRows)> = resource_keys
+        .iter()
+        .zip(prepared)
+        .map(|(&key, p)| (key, &*p.index))
+        .collect();
+    pg_bulk::insert_index(pg, &index)?;
+    Ok(resource_keys)
 }
 
 /// One row of `resource_version`, as written.
@@ -807,8 +869,8 @@ pub(super) fn version_columns() -> (
     )
 }
 
-/// Which of `targets` (`(type, id)`) have a row (live or deleted): one query per type and
-/// 500 ids, on the `(res_type, res_id)` unique index.
+/// Which of `targets` (`(type, id)`) have a row (live or deleted): one query per type (and
+/// 500 ids on SQLite), on the `(res_type, res_id)` unique index.
 pub(super) fn existing_in(
     conn: &mut DbConnection,
     targets: &[(&str, &str)],
@@ -819,6 +881,11 @@ pub(super) fn existing_in(
     }
     let mut found = std::collections::HashSet::new();
     for (ty, ids) in by_type {
+        if let DbConnection::Postgres(pg) = conn {
+            let rows = pg_bulk::existing_ids(pg, ty, &ids)?;
+            found.extend(rows.into_iter().map(|id| (ty.to_string(), id)));
+            continue;
+        }
         for chunk in ids.chunks(CREATES_PER_INSERT) {
             let rows: Vec<String> = on_backend!(conn, c => resource::table
                 .filter(resource::res_type.eq(ty))

@@ -202,17 +202,6 @@ impl Tx<'_> {
         })
     }
 
-    /// Prepares this transaction for a bulk load. On PostgreSQL, statements are planned for
-    /// their values each time (`plan_cache_mode = force_custom_plan`, until the transaction
-    /// ends): a cached generic plan, chosen while the tables were nearly empty, would keep
-    /// scanning them sequentially as they grow (measured: twice slower over 50,000 rows).
-    pub fn bulk_load(&mut self) -> Result<(), StoreError> {
-        if let DbConnection::Postgres(pg) = &mut *self.conn {
-            diesel::sql_query("SET LOCAL plan_cache_mode = force_custom_plan").execute(pg)?;
-        }
-        Ok(())
-    }
-
     /// On PostgreSQL, takes until the transaction ends the advisory locks of these criteria
     /// (so that identical conditional creates arriving together cannot both create) and of
     /// these resources (`(type, id)`, that the caller will write), all in one global order:

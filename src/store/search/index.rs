@@ -27,26 +27,26 @@ pub fn is_resource_column(code: &str) -> bool {
 /// The rows of one resource, per table, sorted and without duplicates.
 #[derive(Debug, Default)]
 pub struct IndexRows {
-    string: Vec<(i32, i32, String, String)>,
-    token: Vec<(i32, i32, String, String)>,
-    reference: Vec<(i32, i32, String, String, String)>,
-    date: Vec<(i32, i32, i64, i64)>,
-    number: Vec<(i32, i32, f64, f64)>,
-    quantity: Vec<QuantityRow>,
-    uri: Vec<(i32, i32, String)>,
+    pub(in crate::store) string: Vec<(i32, i32, String, String)>,
+    pub(in crate::store) token: Vec<(i32, i32, String, String)>,
+    pub(in crate::store) reference: Vec<(i32, i32, String, String, String)>,
+    pub(in crate::store) date: Vec<(i32, i32, i64, i64)>,
+    pub(in crate::store) number: Vec<(i32, i32, f64, f64)>,
+    pub(in crate::store) quantity: Vec<QuantityRow>,
+    pub(in crate::store) uri: Vec<(i32, i32, String)>,
 }
 
 #[derive(Debug, PartialEq)]
-struct QuantityRow {
-    param: i32,
-    grp: i32,
-    low: f64,
-    high: f64,
-    system: String,
-    code: String,
-    canon_unit: String,
-    canon_low: f64,
-    canon_high: f64,
+pub(in crate::store) struct QuantityRow {
+    pub param: i32,
+    pub grp: i32,
+    pub low: f64,
+    pub high: f64,
+    pub system: String,
+    pub code: String,
+    pub canon_unit: String,
+    pub canon_low: f64,
+    pub canon_high: f64,
 }
 
 impl IndexRows {
@@ -245,6 +245,9 @@ pub fn insert_many(
     conn: &mut DbConnection,
     resources: &[(i64, &IndexRows)],
 ) -> Result<(), DieselError> {
+    if let DbConnection::Postgres(pg) = conn {
+        return crate::store::pg_bulk::insert_index(pg, resources);
+    }
     use search_string as s;
     let all: Vec<_> = resources
         .iter()
