@@ -11,3 +11,16 @@ CREATE TABLE unique_identifier (
     PRIMARY KEY (res_type, system, value)
 );
 CREATE INDEX unique_identifier_res_key ON unique_identifier (res_key);
+
+-- Documents stored before this table: their identifiers, the oldest holder first (a later
+-- duplicate, which nothing refused then, keeps its document but not the identifier).
+INSERT OR IGNORE INTO unique_identifier (res_type, system, value, res_key)
+SELECT r.res_type,
+       COALESCE(json_extract(v.body, '$.masterIdentifier.system'), ''),
+       json_extract(v.body, '$.masterIdentifier.value'),
+       r.res_key
+FROM resource r
+JOIN resource_version v ON v.res_key = r.res_key AND v.version = r.version
+WHERE r.res_type = 'DocumentReference' AND NOT r.deleted
+  AND json_extract(v.body, '$.masterIdentifier.value') IS NOT NULL
+ORDER BY r.res_key;
