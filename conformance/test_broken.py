@@ -49,6 +49,11 @@ def build_body(case: Case, base: dict, fresh: str, broken: bool) -> bytes | None
         doc.pop("id", None)
     else:
         doc["id"] = (case.body_id if broken else "{id}").format(id=fresh)
+    # The server keeps a document's masterIdentifier (its MHD uniqueId) unique among live
+    # documents: each case's copy of an example document gets its own.
+    master = doc.get("masterIdentifier")
+    if doc.get("resourceType") == "DocumentReference" and isinstance(master, dict) and "value" in master:
+        master["value"] = f"{master['value']}.{int(fresh.split('-')[-1], 16)}"
     if not broken:
         return dumps_exact(doc).encode("utf-8")
     if not case.send_body:
