@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, HttpResponseBuilder};
 
 use super::negotiate::Reply;
 use super::request::Return;
-use crate::fhir::outcome::{operation_outcome, Issue};
+use crate::interaction::bundle::written_outcome;
 
 /// What the headers of a resource response describe.
 pub struct VersionInfo<'a> {
@@ -59,21 +59,14 @@ pub fn written(
         Return::Minimal => response.finish(),
         Return::Representation => response.content_type(reply.content_type()).body(body),
         Return::OperationOutcome => {
-            let verb = if status == StatusCode::CREATED {
-                "created"
-            } else {
-                "updated"
-            };
-            let issue = Issue::information(
-                "informational",
-                format!(
-                    "{}/{} {verb}, version {}",
-                    info.res_type, info.res_id, info.version
-                ),
-            );
             response
                 .content_type(reply.content_type())
-                .body(operation_outcome(&[issue]).to_string())
+                .body(written_outcome(
+                    status == StatusCode::CREATED,
+                    info.res_type,
+                    info.res_id,
+                    info.version,
+                ))
         }
     }
 }

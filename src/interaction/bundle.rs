@@ -138,8 +138,8 @@ pub fn search_bundle(
     out
 }
 
-/// Writes the Bundle up to its links: `{"resourceType":"Bundle",...,"link":[...]`.
-fn open(out: &mut String, kind: &str, total: Option<i64>, links: &[(&str, Option<&str>)]) {
+/// Writes the start of a new Bundle: `{"resourceType":"Bundle","id":...,"meta":...,"type":kind`.
+fn start(out: &mut String, kind: &str) {
     out.push_str(r#"{"resourceType":"Bundle","id":"#);
     out.push_str(&quote(&uuid::Uuid::new_v4().to_string()));
     out.push_str(r#","meta":{"lastUpdated":"#);
@@ -148,6 +148,11 @@ fn open(out: &mut String, kind: &str, total: Option<i64>, links: &[(&str, Option
     )));
     out.push_str(r#"},"type":"#);
     out.push_str(&quote(kind));
+}
+
+/// Writes the Bundle up to its links: `{"resourceType":"Bundle",...,"link":[...]`.
+fn open(out: &mut String, kind: &str, total: Option<i64>, links: &[(&str, Option<&str>)]) {
+    start(out, kind);
     if let Some(total) = total {
         out.push_str(&format!(r#","total":{total}"#));
     }
@@ -221,14 +226,7 @@ pub fn response_bundle(kind: &str, entries: &[ResponseEntry]) -> String {
         })
         .sum();
     let mut out = String::with_capacity(size + 256);
-    out.push_str(r#"{"resourceType":"Bundle","id":"#);
-    out.push_str(&quote(&uuid::Uuid::new_v4().to_string()));
-    out.push_str(r#","meta":{"lastUpdated":"#);
-    out.push_str(&quote(&format_instant(
-        chrono::Utc::now().timestamp_micros(),
-    )));
-    out.push_str(r#"},"type":"#);
-    out.push_str(&quote(kind));
+    start(&mut out, kind);
     out.push_str(r#","entry":["#);
     for (i, entry) in entries.iter().enumerate() {
         if i > 0 {
@@ -267,4 +265,14 @@ pub fn response_bundle(kind: &str, entries: &[ResponseEntry]) -> String {
     }
     out.push_str("]}");
     out
+}
+
+/// The OperationOutcome that `Prefer: return=OperationOutcome` asks for after a write.
+pub fn written_outcome(created: bool, res_type: &str, res_id: &str, version: i64) -> String {
+    let verb = if created { "created" } else { "updated" };
+    let issue = Issue::information(
+        "informational",
+        format!("{res_type}/{res_id} {verb}, version {version}"),
+    );
+    operation_outcome(&[issue]).to_string()
 }

@@ -49,24 +49,26 @@ impl SearchRegistry {
     /// the types whose resources need a reindex.
     pub fn reload(&self, store: &Store) -> Result<Vec<String>, StoreError> {
         let _changing = self.changing();
-        self.reload_locked(store)
+        let stamp = store.search_params_stamp()?;
+        self.reload_locked(store, stamp)
     }
 
     /// Reloads when SearchParameters were written, or keys reindexed, since the parameters in
     /// force were compiled (through any node): how nodes of a cluster learn each other's
-    /// definitions. `None` when
-    /// nothing changed, else the types whose resources need a reindex.
+    /// definitions. `None` when nothing changed, else the types whose resources need a
+    /// reindex.
     pub fn refresh(&self, store: &Store) -> Result<Option<Vec<String>>, StoreError> {
         let _changing = self.changing();
         let stamp = store.search_params_stamp()?;
         if stamp == *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) {
             return Ok(None);
         }
-        self.reload_locked(store).map(Some)
+        self.reload_locked(store, stamp).map(Some)
     }
 
-    fn reload_locked(&self, store: &Store) -> Result<Vec<String>, StoreError> {
-        let stamp = store.search_params_stamp()?;
+    /// Compiles and puts in force what the store holds; `stamp` was read before, under the
+    /// `changing` lock.
+    fn reload_locked(&self, store: &Store, stamp: ParamsStamp) -> Result<Vec<String>, StoreError> {
         let (params, pending) = compile(store)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = params;
         *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = stamp;

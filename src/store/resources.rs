@@ -642,15 +642,7 @@ fn insert_new(
             .collect();
         on_backend!(conn, c => diesel::insert_into(resource_version::table).values(&rows).execute(c))?;
     }
-    let mut memberships: Vec<(&String, i64)> = Vec::new();
-    for (p, &key) in prepared.iter().zip(&resource_keys) {
-        let start = memberships.len();
-        for patient in &p.patients {
-            if !memberships[start..].iter().any(|(q, _)| *q == patient) {
-                memberships.push((patient, key));
-            }
-        }
-    }
+    let memberships = memberships(prepared, &resource_keys);
     for chunk in memberships.chunks(CREATES_PER_INSERT) {
         let rows: Vec<_> = chunk
             .iter()
@@ -663,13 +655,33 @@ fn insert_new(
             .collect();
         on_backend!(conn, c => diesel::insert_into(resource_compartment::table).values(&rows).execute(c))?;
     }
-    let index: Vec<(i64, &IndexRows)> = resource_keys
+    let index = index_rows(prepared, &resource_keys);
+    index::insert_many(conn, &index)?;
+    insert_identifiers(conn, &resource_keys, targets, prepared)
+}
+
+/// The compartment rows of new resources (their keys in `resource_keys`), each patient once
+/// per resource.
+fn memberships<'p>(prepared: &'p [Prepared], resource_keys: &[i64]) -> Vec<(&'p String, i64)> {
+    let mut memberships: Vec<(&String, i64)> = Vec::new();
+    for (p, &key) in prepared.iter().zip(resource_keys) {
+        let start = memberships.len();
+        for patient in &p.patients {
+            if !memberships[start..].iter().any(|(q, _)| *q == patient) {
+                memberships.push((patient, key));
+            }
+        }
+    }
+    memberships
+}
+
+/// The index rows of new resources, with their keys.
+fn index_rows<'p>(prepared: &'p [Prepared], resource_keys: &[i64]) -> Vec<(i64, &'p IndexRows)> {
+    resource_keys
         .iter()
         .zip(prepared)
         .map(|(&key, p)| (key, &*p.index))
-        .collect();
-    index::insert_many(conn, &index)?;
-    insert_identifiers(conn, &resource_keys, targets, prepared)
+        .collect()
 }
 
 /// The unique identifiers of new resources (their keys in `resource_keys`).
@@ -718,21 +730,9 @@ fn insert_new_pg(
         .map(|(((ty, id), p), &key)| (key, *ty, *id, p.body.as_str()))
         .collect();
     pg_bulk::insert_versions(pg, &versions, now, method.as_str())?;
-    let mut memberships: Vec<(&String, i64)> = Vec::new();
-    for (p, &key) in prepared.iter().zip(&resource_keys) {
-        let start = memberships.len();
-        for patient in &p.patients {
-            if !memberships[start..].iter().any(|(q, _)| *q == patient) {
-                memberships.push((patient, key));
-            }
-        }
-    }
+    let memberships = memberships(prepared, &resource_keys);
     pg_bulk::insert_compartments(pg, &memberships)?;
-    let index: Vec<(i64, &IndexRows)> = resource_keys
-        .iter()
-        .zip(prepared)
-        .map(|(&key, p)| (key, &*p.index))
-        .collect();
+    let index = index_rows(prepared, &resource_keys);
     pg_bulk::insert_index(pg, &index)?;
     Ok(resource_keys)
 }

@@ -374,18 +374,15 @@ pub(super) fn written_entry(
     let (resource, outcome) = match context.prefer {
         Return::Minimal => (None, None),
         Return::Representation => (Some(stored.body), None),
-        Return::OperationOutcome => {
-            let verb = if status == StatusCode::CREATED {
-                "created"
-            } else {
-                "updated"
-            };
-            let issue = Issue::information(
-                "informational",
-                format!("{res_type}/{res_id} {verb}, version {}", stored.version),
-            );
-            (None, Some(operation_outcome(&[issue]).to_string()))
-        }
+        Return::OperationOutcome => (
+            None,
+            Some(written_outcome(
+                status == StatusCode::CREATED,
+                res_type,
+                res_id,
+                stored.version,
+            )),
+        ),
     };
     ResponseEntry {
         full_url: Some(format!("{}/{res_type}/{res_id}", state.base_url)),

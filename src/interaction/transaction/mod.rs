@@ -21,7 +21,9 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use serde_json::Value;
 
-use super::bundle::{response_bundle, search_bundle, ResponseEntry, Return, SearchEntry};
+use super::bundle::{
+    response_bundle, search_bundle, written_outcome, ResponseEntry, Return, SearchEntry,
+};
 use super::criteria::DEFAULT_COUNT;
 use super::criteria::{parse_criteria, query_error, several, shape, update_target};
 use super::write::{check_id, check_type, check_version, derive, patch_preparer, patch_target};
