@@ -26,6 +26,101 @@ pub enum Command {
     /// Load NDJSON files, Bundles and resources (files or directories) after migrating the
     /// database; resumes an interrupted load. Exit status 3 when resources were rejected.
     Import(ImportArgs),
+    /// Print an access token signed by the server (whoever can read the database can do
+    /// this: it is an operator's tool).
+    Token(TokenArgs),
+    /// Register, list and remove OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Public base URL of the FHIR API, the token's audience: the server's --base-url
+    /// [default: http://127.0.0.1:8080/fhir]
+    #[arg(long, env = "CARNET_BASE_URL")]
+    pub base_url: Option<String>,
+
+    /// SMART scopes, space-separated, e.g. 'system/*.cruds' or 'patient/*.rs'
+    #[arg(long)]
+    pub scope: String,
+
+    /// Lifetime in seconds, at most 3600 [default: 3600]
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: i64,
+
+    /// The user the token speaks for, e.g. Practitioner/123 or Patient/456
+    #[arg(long)]
+    pub fhir_user: Option<String>,
+
+    /// The patient in context (logical id), needed by patient/ scopes
+    #[arg(long)]
+    pub patient: Option<String>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints the secret of a confidential client (shown once).
+    Add(ClientAddArgs),
+    /// List the registered clients.
+    List(DatabaseArgs),
+    /// Remove a client and revoke every token issued to it.
+    Remove {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The client id
+        client_id: String,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClientAddArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// The client id (letters, digits, - . _ ~)
+    pub client_id: String,
+
+    /// public (PKCE, no secret), confidential (a secret), asymmetric (signed assertions) or
+    /// backend (client_credentials with signed assertions)
+    #[arg(long)]
+    pub kind: String,
+
+    /// The scopes the client may ask for, space-separated (e.g. 'system/*.rs')
+    #[arg(long)]
+    pub scope: String,
+
+    /// A redirect URI (exact match); repeat for several
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
+
+    /// The client's public keys: a JWKS document, or @FILE holding one
+    #[arg(long)]
+    pub jwks: Option<String>,
+
+    /// Where to fetch the client's JWKS
+    #[arg(long)]
+    pub jwks_url: Option<String>,
+
+    /// A name shown to people [default: the client id]
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+impl TokenArgs {
+    /// The FHIR base URL the token is for.
+    pub fn resolved_base_url(&self) -> Result<String, String> {
+        let file = read_file(self.database.config.as_deref())?;
+        Ok(self
+            .base_url
+            .clone()
+            .or(file.base_url)
+            .map(|u| u.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| "http://127.0.0.1:8080/fhir".into()))
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -160,6 +255,11 @@ pub struct ServeArgs {
     /// Test only: milliseconds the export worker pauses after each batch [default: 0]
     #[arg(long, env = "CARNET_EXPORT_THROTTLE_MS", hide = true)]
     pub export_throttle_ms: Option<u64>,
+
+    /// Serve without authorization: anyone who reaches the port reads and writes everything.
+    /// For local experiments only: refused on a non-loopback address
+    #[arg(long, env = "CARNET_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
 }
 
 /// The config file: the same settings, snake_case keys.
@@ -179,6 +279,7 @@ struct FileConfig {
     export_max_file_size: Option<u64>,
     export_retention_hours: Option<u64>,
     export_batch_size: Option<usize>,
+    insecure_no_auth: Option<bool>,
 }
 
 /// Database settings with defaults applied.
@@ -205,6 +306,8 @@ pub struct ServeConfig {
     pub export_retention: std::time::Duration,
     pub export_batch_size: usize,
     pub export_throttle: std::time::Duration,
+    /// `--insecure-no-auth`: every request may touch everything.
+    pub insecure_no_auth: bool,
 }
 
 fn read_file(path: Option<&Path>) -> Result<FileConfig, String> {
@@ -286,6 +389,7 @@ impl ServeArgs {
                 .unwrap_or(1000)
                 .clamp(1, 10_000),
             export_throttle: std::time::Duration::from_millis(self.export_throttle_ms.unwrap_or(0)),
+            insecure_no_auth: self.insecure_no_auth || file.insecure_no_auth.unwrap_or(false),
         })
     }
 }

@@ -6,6 +6,7 @@
 //! wires them together.
 
 pub mod access;
+pub mod auth;
 pub mod config;
 pub mod export;
 pub mod fhir;

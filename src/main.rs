@@ -39,6 +39,8 @@ fn main() -> ExitCode {
             println!("{url}: {applied} migration(s) applied, schema up to date");
             Ok(())
         }),
+        Command::Token(args) => token(&args),
+        Command::Client(command) => client(&command),
         Command::Import(_) => unreachable!("handled above"),
     };
     match result {
@@ -46,6 +48,136 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("carnet: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Opens and migrates the database of `args`.
+fn open_store(args: &carnet::config::DatabaseArgs) -> Result<Store, String> {
+    let config = args.resolve()?;
+    let url = DatabaseUrl::parse(&config.database_url).map_err(|e| e.to_string())?;
+    let store = Store::open(&url, 2).map_err(|e| e.to_string())?;
+    store.migrate().map_err(|e| e.to_string())?;
+    Ok(store)
+}
+
+/// `carnet token`: one access token on standard output.
+fn token(args: &carnet::config::TokenArgs) -> Result<(), String> {
+    use carnet::access::Scopes;
+    let scopes = Scopes::parse(&args.scope);
+    if scopes.resources.is_empty() {
+        return Err(format!(
+            "--scope '{}' holds no resource scope this server knows; for instance \
+             'system/*.cruds', 'user/*.rs' or 'patient/*.rs'",
+            args.scope
+        ));
+    }
+    if !(1..=carnet::auth::tokens::MAX_ACCESS_TOKEN_SECONDS).contains(&args.ttl) {
+        return Err(format!(
+            "--ttl {}: an access token lives from 1 to {} seconds",
+            args.ttl,
+            carnet::auth::tokens::MAX_ACCESS_TOKEN_SECONDS
+        ));
+    }
+    if let Some(user) = &args.fhir_user {
+        let valid = user.split_once('/').is_some_and(|(t, id)| {
+            [
+                "Patient",
+                "Practitioner",
+                "PractitionerRole",
+                "RelatedPerson",
+                "Person",
+            ]
+            .contains(&t)
+                && !id.is_empty()
+        });
+        if !valid {
+            return Err(format!(
+                "--fhir-user '{user}': give Practitioner/ID, Patient/ID, RelatedPerson/ID, \
+                 PractitionerRole/ID or Person/ID"
+            ));
+        }
+    }
+    let base_url = args.resolved_base_url()?;
+    let store = open_store(&args.database)?;
+    let authority = carnet::auth::Authority::load(&store, &base_url)?;
+    let issued = authority
+        .issue(
+            &store,
+            &carnet::auth::NewGrant {
+                client_id: "carnet-cli".into(),
+                subject: args.fhir_user.clone().unwrap_or_else(|| "operator".into()),
+                fhir_user: args.fhir_user.clone(),
+                patient: args.patient.clone(),
+                scopes,
+                lifetime_seconds: args.ttl,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    println!("{}", issued.access_token);
+    Ok(())
+}
+
+/// `carnet client add|list|remove`.
+fn client(command: &carnet::config::ClientCommand) -> Result<(), String> {
+    use carnet::auth::clients;
+    use carnet::config::ClientCommand;
+    match command {
+        ClientCommand::Add(args) => {
+            let kind = clients::ClientKind::parse(&args.kind).ok_or_else(|| {
+                format!(
+                    "--kind '{}': use public, confidential, asymmetric or backend",
+                    args.kind
+                )
+            })?;
+            let jwks = match &args.jwks {
+                Some(text) => Some(match text.strip_prefix('@') {
+                    Some(path) => std::fs::read_to_string(path)
+                        .map_err(|e| format!("cannot read --jwks {path}: {e}"))?,
+                    None => text.clone(),
+                }),
+                None => None,
+            };
+            let store = open_store(&args.database)?;
+            let secret = clients::register(
+                &store,
+                &clients::NewClient {
+                    client_id: args.client_id.clone(),
+                    kind,
+                    name: args.name.clone().unwrap_or_else(|| args.client_id.clone()),
+                    redirect_uris: args.redirect_uris.clone(),
+                    scopes: args.scope.clone(),
+                    jwks,
+                    jwks_url: args.jwks_url.clone(),
+                },
+            )?;
+            match secret {
+                Some(secret) => println!(
+                    "registered {} ({}); its secret (shown once): {secret}",
+                    args.client_id, args.kind
+                ),
+                None => println!("registered {} ({})", args.client_id, args.kind),
+            }
+            Ok(())
+        }
+        ClientCommand::List(database) => {
+            let store = open_store(database)?;
+            for row in store.clients().map_err(|e| e.to_string())? {
+                println!("{}", clients::describe(&row));
+            }
+            Ok(())
+        }
+        ClientCommand::Remove {
+            database,
+            client_id,
+        } => {
+            let store = open_store(database)?;
+            if store.remove_client(client_id).map_err(|e| e.to_string())? {
+                println!("removed {client_id}; its tokens are revoked");
+                Ok(())
+            } else {
+                Err(format!("no client '{client_id}' is registered"))
+            }
         }
     }
 }

@@ -35,6 +35,13 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
     if applied > 0 {
         log::info!("applied {applied} migration(s) to {url}");
     }
+    if config.insecure_no_auth && !config.listen.ip().is_loopback() {
+        return Err(format!(
+            "--insecure-no-auth serves every record to anyone: it is refused on {}, which is \
+             not a loopback address; listen on 127.0.0.1 or switch authorization on",
+            config.listen
+        ));
+    }
     let (search, pending) = SearchRegistry::load(&store).map_err(|e| e.to_string())?;
     let definitions = definitions::r4();
     let tls = match &config.tls {
@@ -60,6 +67,13 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
             .unwrap_or(Path::new("."))
             .join("carnet-export")
     });
+    let authority = crate::auth::Authority::load(&store, &base_url)?;
+    if config.insecure_no_auth {
+        log::warn!(
+            "--insecure-no-auth: authorization is OFF; anyone who reaches {addr} reads and \
+             writes every record"
+        );
+    }
     let exporter = Exporter::new(export::Settings {
         dir: export_dir,
         batch_size: config.export_batch_size,
@@ -77,6 +91,8 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
         },
         max_body_bytes: config.max_body_size,
         export: exporter,
+        authority,
+        require_auth: !config.insecure_no_auth,
     });
     // Unfinished export jobs (a restart) resume as soon as the worker starts.
     state
@@ -113,6 +129,7 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
             .app_data(state.clone())
             // Clients append slashes (`POST /fhir/`, `GET /fhir/Patient/`): the same resource.
             .wrap(NormalizePath::new(TrailingSlash::Trim))
+            .wrap(actix_web::middleware::from_fn(http::cors))
             .configure(http::configure)
     })
     .workers(workers);

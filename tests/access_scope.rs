@@ -67,7 +67,7 @@ fn write_indexed(store: &Store, resource: serde_json::Value, patients: &[&str]) 
         })
     };
     store
-        .write(&AccessScope::Everything, &target, &mut prepare)
+        .write(&AccessScope::everything(), &target, &mut prepare)
         .unwrap();
 }
 
@@ -127,8 +127,8 @@ fn search_is_scoped_in_sql(backend: Backend) {
     // Visible to a, but pointing at b, whom a's scope cannot see.
     write_indexed(&store, obs("oc", "b"), &["a"]);
 
-    let all = AccessScope::Everything;
-    let only_a = AccessScope::Patients(vec!["a".into()]);
+    let all = AccessScope::everything();
+    let only_a = AccessScope::patients(vec!["a".into()]);
     let code = "code=http://loinc.org|29463-7&_total=accurate";
     assert_eq!(
         search(&store, &all, "Observation", code),
@@ -218,7 +218,7 @@ fn scope_is_enforced_in_sql(backend: Backend) {
             carnet::fhir::served::served_types(),
         )
         .unwrap();
-    let all = AccessScope::Everything;
+    let all = AccessScope::everything();
     write(&store, &all, "Patient", "a", &["a"]).unwrap();
     write(&store, &all, "Patient", "b", &["b"]).unwrap();
     write(&store, &all, "Observation", "oa", &["a"]).unwrap();
@@ -226,7 +226,7 @@ fn scope_is_enforced_in_sql(backend: Backend) {
     write(&store, &all, "Observation", "oab", &["a", "b"]).unwrap();
     write(&store, &all, "Organization", "org", &[]).unwrap();
 
-    let only_a = AccessScope::Patients(vec!["a".into()]);
+    let only_a = AccessScope::patients(vec!["a".into()]);
     assert!(store.read(&only_a, "Observation", "oa").unwrap().is_some());
     assert!(store.read(&only_a, "Observation", "oab").unwrap().is_some());
     assert!(

@@ -353,7 +353,7 @@ export_tests! {
         assert!(status.starts_with(&format!("{}/$export-status/", server.base)), "{status}");
         let (manifest, _) = wait(server, &status, None);
         assert_eq!(manifest["request"], format!("{}/$export", server.base));
-        assert_eq!(manifest["requiresAccessToken"], false);
+        assert_eq!(manifest["requiresAccessToken"], true);
         assert_eq!(manifest["error"], json!([]));
         assert!(manifest["transactionTime"].as_str().unwrap().ends_with('Z'));
         let files = download(server, &manifest, None);
@@ -588,8 +588,15 @@ export_tests! {
         let e = Exporting::start(backend, &[]);
         let server = e.server();
         seed(server);
-        let alice = "Bearer alice-token";
-        let bob = "Bearer bob-token";
+        let alice = format!(
+            "Bearer {}",
+            server.token_for("system/*.rs", &["--fhir-user", "Practitioner/alice"])
+        );
+        let bob = format!(
+            "Bearer {}",
+            server.token_for("system/*.rs", &["--fhir-user", "Practitioner/bob"])
+        );
+        let (alice, bob) = (alice.as_str(), bob.as_str());
         let status = accepted(
             &server
                 .request("GET", "/$export?_type=Patient")
@@ -617,7 +624,7 @@ export_tests! {
             delete.send().outcome(404);
         }
         assert_eq!(download(server, &manifest, Some(alice)).len(), 3);
-        // An anonymous job is not anyone's either.
+        // The operator's job (the default token) is not Alice's either.
         let status = accepted(&kickoff(server, "/$export?_type=Patient"));
         let (manifest, _) = wait(server, &status, None);
         let url = manifest["output"][0]["url"].as_str().unwrap();

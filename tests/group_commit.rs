@@ -28,7 +28,7 @@ fn write(store: &Store, id: &str, explode: bool) -> Result<i64, String> {
         })
     };
     store
-        .write(&AccessScope::Everything, &target, &mut prepare)
+        .write(&AccessScope::everything(), &target, &mut prepare)
         .map(|w| w.version)
         .map_err(|e| format!("{e:?}"))
 }
@@ -60,7 +60,9 @@ fn a_panicking_writer_loses_only_its_own_write_and_nothing_hangs() {
     });
     let mut committed = 0;
     for (id, explode, result) in &outcomes {
-        let stored = store.read(&AccessScope::Everything, "Patient", id).unwrap();
+        let stored = store
+            .read(&AccessScope::everything(), "Patient", id)
+            .unwrap();
         match result {
             Ok(_) => {
                 assert!(!explode);
@@ -78,7 +80,7 @@ fn a_panicking_writer_loses_only_its_own_write_and_nothing_hangs() {
     // After the failures the store keeps working.
     assert_eq!(write(&store, "after", false), Ok(1));
     assert!(store
-        .read(&AccessScope::Everything, "Patient", "after")
+        .read(&AccessScope::everything(), "Patient", "after")
         .unwrap()
         .is_some());
     let expected = outcomes.iter().filter(|(_, explode, _)| !explode).count();

@@ -2,6 +2,8 @@
 //! Knows nothing of SQL; what an interaction does is `interaction`'s, called with the
 //! caller's access scope.
 
+mod caller;
+mod cors;
 pub mod error;
 mod negotiate;
 mod request;
@@ -13,6 +15,7 @@ use actix_web::web;
 pub use crate::interaction::search_params;
 pub use crate::interaction::Services;
 use crate::store::Store;
+pub use cors::cors;
 pub use routes::{Interaction, Level, INTERACTIONS};
 
 /// What every handler shares: the interactions' [`Services`] (reached through `Deref`) and
@@ -23,6 +26,20 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Bulk export: the worker's handle and settings.
     pub export: crate::export::Exporter,
+    /// Issues and verifies access tokens.
+    pub authority: crate::auth::Authority,
+    /// `false` only with `--insecure-no-auth`.
+    pub require_auth: bool,
+}
+
+impl crate::auth::AuthContext for AppState {
+    fn store(&self) -> &Store {
+        &self.services.store
+    }
+
+    fn authority(&self) -> &crate::auth::Authority {
+        &self.authority
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -47,8 +64,10 @@ impl crate::export::Source for AppState {
     }
 }
 
-/// Registers every route and the fallback for unknown paths.
+/// Registers every route and the fallback for unknown paths: the authorization server's
+/// endpoints first (some live under `/fhir/.well-known`), then the FHIR API.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    crate::auth::endpoints::configure::<AppState>(cfg);
     routes::configure(cfg);
     cfg.default_service(web::to(routes::not_found));
 }

@@ -21,7 +21,6 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Condvar, Mutex};
 use std::time::Instant;
 
-use crate::access::AccessScope;
 use crate::fhir::outcome::operation_outcome;
 use crate::interaction::bundle::Return;
 use crate::interaction::transaction::Context;
@@ -117,7 +116,7 @@ pub fn run(services: &Services, options: &ImportOptions) -> Result<Summary, Stri
         .ok()
         .and_then(|v| v.parse().ok());
     let context = Context {
-        scope: AccessScope::Everything,
+        caller: None,
         prefer: Return::Minimal,
         lenient: false,
     };

@@ -21,6 +21,8 @@ pub struct ApiError {
     /// The database gave up the work because of concurrent transactions (a deadlock or a
     /// serialization failure): running it again may succeed.
     pub transient: bool,
+    /// For 401: the RFC 6750 error code of the `WWW-Authenticate` challenge.
+    pub challenge: Option<&'static str>,
 }
 
 impl ApiError {
@@ -30,6 +32,7 @@ impl ApiError {
             issues: vec![issue],
             allow: None,
             transient: false,
+            challenge: None,
         }
     }
 
@@ -39,6 +42,7 @@ impl ApiError {
             issues,
             allow: None,
             transient: false,
+            challenge: None,
         }
     }
 
@@ -66,7 +70,29 @@ impl ApiError {
             )],
             allow: Some(allow),
             transient: false,
+            challenge: None,
         }
+    }
+
+    /// 401: no usable access token. `error` is RFC 6750's code (`invalid_token`,
+    /// `invalid_request`), empty when no token was sent at all.
+    pub fn unauthorized(error: &'static str, diagnostics: impl Into<String>) -> ApiError {
+        let code = if error.is_empty() {
+            "login"
+        } else {
+            "security"
+        };
+        let mut e = ApiError::new(StatusCode::UNAUTHORIZED, Issue::error(code, diagnostics));
+        e.challenge = Some(error);
+        e
+    }
+
+    /// 403: the caller is known but may not do this.
+    pub fn forbidden(diagnostics: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            Issue::error("forbidden", diagnostics),
+        )
     }
 
     pub fn internal(diagnostics: impl Into<String>) -> ApiError {

@@ -124,7 +124,7 @@ impl SearchRegistry {
 }
 
 fn compile(store: &Store) -> Result<(Arc<SearchParams>, Vec<String>), StoreError> {
-    let bodies = store.current_bodies(&AccessScope::Everything, "SearchParameter")?;
+    let bodies = store.current_bodies(&AccessScope::everything(), "SearchParameter")?;
     let params = Arc::new(SearchParams::r4_with(custom_params(&bodies)));
     let pending = store.register_search_params(&params, served::served_types())?;
     Ok((params, pending))

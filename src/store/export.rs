@@ -233,8 +233,8 @@ impl JobRow {
         Ok(ExportJob {
             spec: ExportSpec {
                 scope: match &self.scope {
-                    None => AccessScope::Everything,
-                    Some(list) => AccessScope::Patients(json_list(list)?),
+                    None => AccessScope::everything(),
+                    Some(list) => AccessScope::patients(json_list(list)?),
                 },
                 level: ExportLevel::parse(&self.level)?,
                 types: json_list(&self.types)?,
@@ -339,10 +339,9 @@ impl Store {
         job: &ExportSpec,
         members: &[ExportMember],
     ) -> Result<(), StoreError> {
-        let scope = match &job.scope {
-            AccessScope::Everything => None,
-            AccessScope::Patients(p) => Some(to_json_list(p)),
-        };
+        // The job's types are explicit (those the caller may export), so only the
+        // compartments of its scope are kept.
+        let scope = job.scope.patient_ids().map(to_json_list);
         let now = now_micros();
         self.write_with(|conn| {
             conn.transaction(|conn| {

@@ -82,8 +82,11 @@ impl Store {
             _ => None,
         };
         if instance_key.is_none() {
-            if let AccessScope::Patients(patients) = scope {
+            if let Some(patients) = scope.patient_ids() {
                 query = query.filter(resource_version::res_key.eq_any(compartment_keys(patients)));
+            }
+            if let Some(types) = scope.types() {
+                query = query.filter(resource_version::res_type.eq_any(types));
             }
         }
         if let Some(since) = q.since {

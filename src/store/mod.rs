@@ -2,6 +2,7 @@
 //! caller's [`AccessScope`] and applies it in SQL. Knows nothing of HTTP or of FHIR rules: it
 //! stores opaque JSON text with the keys the `fhir` layer computed.
 
+pub mod auth;
 pub mod backend;
 pub mod conditional;
 pub mod export;

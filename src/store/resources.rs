@@ -197,7 +197,10 @@ impl Store {
             .order(resource::res_key)
             .select(resource_version::body)
             .into_boxed();
-        if let AccessScope::Patients(patients) = scope {
+        if !scope.allows_type(res_type) {
+            return Ok(Vec::new());
+        }
+        if let Some(patients) = scope.patient_ids() {
             query = query.filter(resource::res_key.eq_any(compartment_keys(patients)));
         }
         let bodies: Vec<Option<String>> = query.load(&mut *self.conn()?)?;
@@ -273,11 +276,12 @@ pub(super) fn read_in(
 ) -> Result<Option<Current>, StoreError> {
     // The unrestricted query has a static shape, so diesel prepares it once per
     // connection: a read by id is then one cached statement and one index lookup.
-    let current = match scope {
-        AccessScope::Everything => {
-            on_backend!(conn, c => current_by_id(res_type, res_id).first(c))
-        }
-        AccessScope::Patients(patients) => current_by_id(res_type, res_id)
+    if !scope.allows_type(res_type) {
+        return Ok(None);
+    }
+    let current = match scope.patient_ids() {
+        None => on_backend!(conn, c => current_by_id(res_type, res_id).first(c)),
+        Some(patients) => current_by_id(res_type, res_id)
             .filter(resource::res_key.eq_any(compartment_keys(patients)))
             .first(conn),
     };
@@ -822,9 +826,9 @@ pub(super) fn compartment_keys<'a>(patients: &'a [String]) -> _ {
 
 /// Whether the resource with `key` is inside `scope`, decided by the database.
 fn is_visible(conn: &mut DbConnection, scope: &AccessScope, key: i64) -> Result<bool, DieselError> {
-    match scope {
-        AccessScope::Everything => Ok(true),
-        AccessScope::Patients(patients) => diesel::select(diesel::dsl::exists(
+    match scope.patient_ids() {
+        None => Ok(true),
+        Some(patients) => diesel::select(diesel::dsl::exists(
             resource_compartment::table
                 .filter(resource_compartment::res_key.eq(key))
                 .filter(resource_compartment::patient.eq_any(patients)),
@@ -845,7 +849,10 @@ pub(super) fn visible_key(
         .filter(resource::res_id.eq(res_id))
         .select(resource::res_key)
         .into_boxed();
-    if let AccessScope::Patients(patients) = scope {
+    if !scope.allows_type(res_type) {
+        return Ok(None);
+    }
+    if let Some(patients) = scope.patient_ids() {
         query = query.filter(resource::res_key.eq_any(compartment_keys(patients)));
     }
     Ok(query.first::<i64>(conn).optional()?)

@@ -220,3 +220,39 @@ diesel::table! {
         res_key -> BigInt,
     }
 }
+
+diesel::table! {
+    oauth_client (client_id) {
+        client_id -> Text,
+        kind -> Text,
+        name -> Text,
+        secret_sha256 -> Nullable<Binary>,
+        jwks -> Nullable<Text>,
+        jwks_url -> Nullable<Text>,
+        redirect_uris -> Text,
+        scopes -> Text,
+        created -> BigInt,
+    }
+}
+
+diesel::table! {
+    auth_grant (jti) {
+        jti -> Text,
+        client_id -> Text,
+        subject -> Text,
+        fhir_user -> Nullable<Text>,
+        patient -> Nullable<Text>,
+        scope -> Text,
+        issued -> BigInt,
+        expires -> BigInt,
+        revoked -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    client_assertion (client_id, jti) {
+        client_id -> Text,
+        jti -> Text,
+        expires -> BigInt,
+    }
+}

@@ -171,13 +171,42 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// A running `carnet serve`, stopped when dropped.
+/// A running `carnet serve`, stopped when dropped. Requests carry an operator's token
+/// (`system/*.cruds`, from `carnet token`) unless a test sets its own `Authorization`.
 pub struct Server {
     child: Child,
     pub addr: String,
     pub base: String,
     pub database: TestDatabase,
+    pub token: String,
+    /// The server's public FHIR base URL, the audience of its tokens.
+    pub issuer: String,
     stderr: std::sync::Mutex<mpsc::Receiver<String>>,
+}
+
+/// `carnet token` against `database_url` for the FHIR base `base`; extra arguments such as
+/// `--patient ID` or `--fhir-user Practitioner/ID`.
+pub fn cli_token(database_url: &str, base: &str, scope: &str, extra: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_carnet"))
+        .args([
+            "token",
+            "--database-url",
+            database_url,
+            "--base-url",
+            base,
+            "--scope",
+            scope,
+        ])
+        .args(extra)
+        .env("CARNET_LOG", "warn")
+        .output()
+        .expect("cannot run carnet token");
+    assert!(
+        output.status.success(),
+        "carnet token failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
 
 impl Server {
@@ -243,13 +272,29 @@ impl Server {
             .strip_prefix("carnet listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
         let addr = url.split("://").nth(1).unwrap().to_string();
+        let base = format!("{url}/fhir");
+        // Tokens are for the server's public base URL (its issuer), which a test may set.
+        let issuer = ureq::get(&format!("{url}/.well-known/smart-configuration"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_json::<Value>().ok())
+            .and_then(|v| v["issuer"].as_str().map(str::to_string))
+            .unwrap_or_else(|| base.clone());
+        let token = cli_token(&database.url, &issuer, "system/*.cruds", &[]);
         Server {
             child,
-            base: format!("{url}/fhir"),
+            base,
             addr,
             database,
+            token,
+            issuer,
             stderr: std::sync::Mutex::new(stderr),
         }
+    }
+
+    /// A token of this server for `scope`, with extra `carnet token` arguments.
+    pub fn token_for(&self, scope: &str, extra: &[&str]) -> String {
+        cli_token(&self.database.url, &self.issuer, scope, extra)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -264,7 +309,7 @@ impl Server {
         Request {
             method: method.to_string(),
             url: self.url(path),
-            headers: Vec::new(),
+            headers: vec![("Authorization".into(), format!("Bearer {}", self.token))],
         }
     }
 
@@ -350,9 +395,26 @@ pub struct Request {
 }
 
 impl Request {
+    /// Sets a header; an `Authorization` replaces the server's default token.
     pub fn header(mut self, name: &str, value: &str) -> Request {
+        if name.eq_ignore_ascii_case("authorization") {
+            self.headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+        }
         self.headers.push((name.to_string(), value.to_string()));
         self
+    }
+
+    /// The request without any `Authorization` header.
+    pub fn anonymous(mut self) -> Request {
+        self.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+        self
+    }
+
+    /// The request with `token` as its bearer token.
+    pub fn bearer(self, token: &str) -> Request {
+        self.header("Authorization", &format!("Bearer {token}"))
     }
 
     pub fn send(self) -> Response {

@@ -9,11 +9,12 @@ use serde_json::Value;
 
 use super::resource::{
     answer, check_type, deletion_response, no_content, patch_preparer, patch_target, read_patch,
-    resource_preparer, scope, write_error,
+    resource_preparer, write_error,
 };
-use crate::access::AccessScope;
+use crate::access::{AccessScope, Operation};
 use crate::fhir::search::query::SearchQuery;
 use crate::fhir::transaction::Method;
+use crate::http::caller::decide;
 use crate::http::error::ApiError;
 use crate::http::negotiate::reply_format;
 use crate::http::request::{preconditions, prefer, version_header};
@@ -102,6 +103,16 @@ pub(super) fn create_if_none_exist(
         .map_err(conditional_error)
 }
 
+/// The scope of a conditional write: its criteria are a search (`s`), then it writes.
+fn conditional_scope(
+    req: &HttpRequest,
+    operation: Operation,
+    res_type: &str,
+) -> Result<AccessScope, ApiError> {
+    decide(req, Operation::Search, res_type)?;
+    Ok(decide(req, operation, res_type)?.scope)
+}
+
 /// `PUT [type]?criteria`: updates the one match, creates when none matches, 412 for several.
 pub async fn update(
     req: HttpRequest,
@@ -126,7 +137,7 @@ pub async fn update(
         .get("id")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let scope = scope(&req);
+    let scope = conditional_scope(&req, Operation::Update, &res_type)?;
     let worker = state.clone();
     let ty = res_type.clone();
     let (id, stored) = web::block(move || {
@@ -181,7 +192,7 @@ pub async fn patch(
     preconditions(&req, Method::Patch)?;
     let if_match = version_header(&req, header::IF_MATCH)?;
     let patch = read_patch(&req, payload, &state).await?;
-    let scope = scope(&req);
+    let scope = conditional_scope(&req, Operation::Update, &res_type)?;
     let worker = state.clone();
     let ty = res_type.clone();
     let (id, stored) = web::block(move || {
@@ -237,7 +248,7 @@ pub async fn delete(
     )?;
     preconditions(&req, Method::Delete)?;
     let if_match = version_header(&req, header::IF_MATCH)?;
-    let scope = scope(&req);
+    let scope = conditional_scope(&req, Operation::Delete, &res_type)?;
     let worker = state.clone();
     let ty = res_type.clone();
     let (id, deletion) = web::block(move || {

@@ -84,13 +84,16 @@ pub async fn everything(
     if let Some(wanted) = wanted_types {
         types.retain(|t| wanted.contains(t));
     }
+    // The types the caller may search, under one compartment decision.
+    let scope = super::search::several_types_scope(&req, &types)?;
+    types.retain(|t| scope.allows_type(t));
+    let scope = scope.without_types();
     // Everything the page's resources reference comes with them (practitioners,
     // organisations, binaries...), as far as the scope lets the caller see it.
     for ty in &types {
         pairs.push(("_include".to_string(), format!("{ty}:*")));
     }
     let patient = id.clone();
-    let scope = super::resource::scope(&req);
     let store = state.clone();
     let exists = web::block(move || store.store.read(&scope, "Patient", &patient)).await??;
     if !exists.is_some_and(|p| !p.deleted) {

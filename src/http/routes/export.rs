@@ -15,7 +15,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use crate::access::AccessScope;
+use crate::access::{AccessScope, Level, Permissions};
 use crate::export::{parse_type_filter, Step};
 use crate::fhir::compartment::patient_id;
 use crate::fhir::instant::{format_instant, parse_instant};
@@ -52,17 +52,48 @@ const SUPPORTED: &[&str] = &["_outputFormat", "_type", "_since", "_typeFilter"];
 /// Seconds a client is asked to wait between status polls.
 const RETRY_AFTER: &str = "1";
 
-/// The caller's identity, which a job is bound to. There is no authentication yet: the
-/// identity is a digest of the `Authorization` header (none without one). Once authorization
-/// lands this becomes the authenticated subject (client id and user).
-fn caller(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?;
-    let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
-    Some(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+/// The identity a job is bound to: the token's client and subject (none when authorization
+/// is off). Another token of the same client and subject reaches the job too.
+fn caller(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    Ok(crate::http::caller::caller(req)?.map(|c| format!("{} {}", c.client_id, c.subject)))
 }
 
-fn scope(req: &HttpRequest) -> AccessScope {
-    super::resource::scope(req)
+/// Exporting a type needs a `system/` scope that reads and searches it without a query
+/// (Bulk Data's `system/*.rs`). Asked types the token does not reach are refused; without
+/// `_type`, the export holds the types it reaches.
+fn export_scope(
+    req: &HttpRequest,
+    types: &mut Vec<String>,
+    asked: bool,
+) -> Result<AccessScope, ApiError> {
+    let Some(caller) = crate::http::caller::caller(req)? else {
+        return Ok(AccessScope::everything());
+    };
+    let wanted = Permissions::READ;
+    let exportable = |t: &str| {
+        caller.scopes.resources.iter().any(|e| {
+            e.level == Level::System
+                && e.query.is_empty()
+                && e.grants(t, wanted)
+                && e.grants(t, Permissions::SEARCH)
+        })
+    };
+    if asked {
+        if let Some(t) = types.iter().find(|t| !exportable(t)) {
+            return Err(ApiError::forbidden(format!(
+                "exporting {t} needs a system/ scope that reads and searches it (for instance \
+                 system/{t}.rs or system/*.rs)"
+            )));
+        }
+    } else {
+        types.retain(|t| exportable(t));
+        if types.is_empty() {
+            return Err(ApiError::forbidden(
+                "$export needs system/ scopes that read and search (for instance system/*.rs)",
+            ));
+        }
+    }
+    Ok(AccessScope::everything())
 }
 
 fn lenient(req: &HttpRequest) -> bool {
@@ -266,6 +297,7 @@ async fn kickoff(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .collect();
+    let explicit = !asked.is_empty();
     let mut types: Vec<String> = Vec::new();
     if asked.is_empty() {
         types.extend(
@@ -296,7 +328,7 @@ async fn kickoff(
         }
     }
 
-    let scope = scope(&req);
+    let scope = export_scope(&req, &mut types, explicit)?;
     let params = state.search.current();
     let mut type_filters = Vec::new();
     for text in values("_typeFilter") {
@@ -332,7 +364,7 @@ async fn kickoff(
             _ => format!("{}{path}", state.base_url),
         }
     };
-    let owner = caller(&req);
+    let owner = caller(&req)?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let job = ExportSpec {
         id: id.clone(),
@@ -433,7 +465,7 @@ async fn owned_job(
     let worker = state.clone();
     let job = web::block(move || worker.store.export_job(&id)).await??;
     match job {
-        Some(job) if job.spec.owner == caller(req) => Ok(job),
+        Some(job) if job.spec.owner == caller(req)? => Ok(job),
         _ => Err(ApiError::not_found(
             "no such export job (it may have expired, been cancelled, or belong to another caller)",
         )),

@@ -3,8 +3,10 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::access::Operation;
 use crate::fhir::instant::parse_instant;
 use crate::fhir::outcome::Issue;
+use crate::http::caller::decide;
 use crate::http::error::ApiError;
 use crate::http::negotiate::reply_format;
 use crate::http::request::Params;
@@ -85,7 +87,26 @@ async fn history(
         })?),
         None => None,
     };
-    let scope = super::resource::scope(&req);
+    let scope = match (&res_type, &res_id) {
+        (Some(t), Some(id)) => super::resource::readable(&req, &state, t, id).await?,
+        (Some(t), None) => {
+            let decision = decide(&req, Operation::Search, t)?;
+            if !decision.filter.is_empty() {
+                return Err(ApiError::forbidden(format!(
+                    "the token reaches {t} only through a query-limited scope, which history \
+                     cannot apply; search {t} instead"
+                )));
+            }
+            decision.scope
+        }
+        _ => super::search::several_types_scope(
+            &req,
+            &crate::fhir::served::served_types()
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>(),
+        )?,
+    };
     let worker = state.clone();
     let (ty, id) = (res_type.clone(), res_id.clone());
     let page = web::block(move || {

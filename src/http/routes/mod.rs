@@ -234,13 +234,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 system::method_not_allowed(req, "GET".into())
             })),
     );
-    let mut fhir = web::scope("/fhir").service(
-        web::resource("/metadata")
-            .route(web::get().to(metadata::capability_statement))
-            .default_service(web::to(|req: HttpRequest| {
-                system::method_not_allowed(req, "GET".into())
-            })),
-    );
+    let mut fhir = web::scope("/fhir")
+        .wrap(actix_web::middleware::from_fn(super::caller::authenticate))
+        .service(
+            web::resource("/metadata")
+                .route(web::get().to(metadata::capability_statement))
+                .default_service(web::to(|req: HttpRequest| {
+                    system::method_not_allowed(req, "GET".into())
+                })),
+        );
     for path in PATHS {
         let mut routed: Vec<&Interaction> =
             INTERACTIONS.iter().filter(|i| i.path == *path).collect();

@@ -10,7 +10,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::access::AccessScope;
+use crate::access::{Level, Permissions};
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::served;
 use crate::http::error::ApiError;
@@ -34,14 +34,20 @@ pub async fn reindex(
     let params = Params::parse(&req)?;
     params.reject_unknown(&req, &["_type", "_format"])?;
     let reply = reply_format(&req, params.get("_format"))?;
-    if super::resource::scope(&req) != AccessScope::Everything {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            Issue::error(
-                "forbidden",
-                "reindexing is for callers who may see every resource",
-            ),
-        ));
+    // Reindexing rewrites the index rows of every resource: a system/ scope that updates
+    // every type.
+    if let Some(caller) = crate::http::caller::caller(&req)? {
+        let all = caller.scopes.resources.iter().any(|e| {
+            e.level == Level::System
+                && e.resource_type.is_none()
+                && e.query.is_empty()
+                && e.permissions.contains(Permissions::UPDATE)
+        });
+        if !all {
+            return Err(ApiError::forbidden(
+                "$reindex needs the scope system/*.u (it rewrites the index of every resource)",
+            ));
+        }
     }
     let requested: Option<Vec<String>> = match params.get("_type") {
         Some(list) => {

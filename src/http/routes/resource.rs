@@ -7,11 +7,12 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::conditional::Created;
-use crate::access::AccessScope;
+use crate::access::{AccessScope, Operation};
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::patch::JsonPatch;
 use crate::fhir::transaction::Method;
 use crate::fhir::{json, meta};
+use crate::http::caller::decide;
 use crate::http::error::ApiError;
 use crate::http::negotiate::{
     body_kind, reply_format, unsupported, wants_binary_resource, Body, Reply,
@@ -26,11 +27,6 @@ pub(super) use crate::interaction::write::{
     resource_preparer, store_resource, validate, write_error,
 };
 use crate::store::{Deletion, Store, StoreError, WriteMethod, Written};
-
-/// The caller's scope. Until authorization exists every request may touch everything.
-pub(super) fn scope(_req: &HttpRequest) -> AccessScope {
-    AccessScope::Everything
-}
 
 /// Parses and validates a body as a resource of `res_type`; 400 naming every problem.
 pub(super) fn parse_resource(
@@ -164,7 +160,9 @@ pub async fn create(
     let resource = incoming_resource(&req, payload, &state, &res_type).await?;
     if let Some(criteria) = if_none_exist {
         let worker = state.clone();
-        let scope = scope(&req);
+        // The criteria are a search: `s` as well as `c`.
+        decide(&req, Operation::Search, &res_type)?;
+        let scope = decide(&req, Operation::Create, &res_type)?.scope;
         let created = web::block(move || {
             super::conditional::create_if_none_exist(&worker, &scope, &criteria, resource)
         })
@@ -203,7 +201,7 @@ pub async fn create(
         ));
     }
     let id = uuid::Uuid::new_v4().to_string();
-    let scope = scope(&req);
+    let scope = decide(&req, Operation::Create, &res_type)?.scope;
     let worker = state.clone();
     let res_id = id.clone();
     let stored = web::block(move || {
@@ -267,7 +265,7 @@ pub async fn update(
             ))
         }
     }
-    let scope = scope(&req);
+    let scope = decide(&req, Operation::Update, &res_type)?.scope;
     let worker = state.clone();
     let id = res_id.clone();
     let stored = web::block(move || {
@@ -311,7 +309,7 @@ pub async fn patch(
     preconditions(&req, Method::Patch)?;
     let if_match = version_header(&req, header::IF_MATCH)?;
     let patch = read_patch(&req, payload, &state).await?;
-    let scope = scope(&req);
+    let scope = decide(&req, Operation::Update, &res_type)?.scope;
     let worker = state.clone();
     let (ty, id) = (res_type.clone(), res_id.clone());
     let stored =
@@ -358,6 +356,52 @@ async fn lookup<T: Send + 'static>(
     Ok(web::block(move || query(&worker.store)).await??)
 }
 
+/// The scope under which the caller may read `res_type/res_id` (read, vread, instance
+/// history). A scope limited by a query reaches the resource only while its current version
+/// matches the query: otherwise it is answered as not found, like anything out of scope.
+pub(super) async fn readable(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    res_type: &str,
+    res_id: &str,
+) -> Result<AccessScope, ApiError> {
+    let decision = decide(req, Operation::Read, res_type)?;
+    if decision.filter.is_empty() {
+        return Ok(decision.scope);
+    }
+    let mut pairs = vec![("_id".to_string(), res_id.to_string())];
+    pairs.extend(decision.filter);
+    let query = crate::fhir::search::query::parse(
+        &state.search.current(),
+        &[res_type],
+        &pairs,
+        &state.base_url,
+        false,
+    )
+    .map_err(crate::interaction::criteria::query_error)?;
+    let worker = state.clone();
+    let scope = decision.scope.clone();
+    let page = web::block(move || {
+        worker.store.search(
+            &scope,
+            &crate::store::search::SearchRequest {
+                query: &query,
+                compartment: None,
+                count: 1,
+                cursor: None,
+                max_included: 0,
+            },
+        )
+    })
+    .await??;
+    if page.matches.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "{res_type}/{res_id} does not exist"
+        )));
+    }
+    Ok(decision.scope)
+}
+
 pub async fn read(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -375,7 +419,7 @@ pub async fn read(
     } else {
         reply_format(&req, format)?
     };
-    let scope = scope(&req);
+    let scope = readable(&req, &state, &res_type, &res_id).await?;
     let (ty, id) = (res_type.clone(), res_id.clone());
     let current = lookup(&state, move |store| store.read(&scope, &ty, &id))
         .await?
@@ -472,7 +516,7 @@ pub async fn vread(
     } else {
         reply_format(&req, format)?
     };
-    let scope = scope(&req);
+    let scope = readable(&req, &state, &res_type, &res_id).await?;
     let (ty, id) = (res_type.clone(), res_id.clone());
     let found = lookup(&state, move |store| store.vread(&scope, &ty, &id, version))
         .await?
@@ -510,7 +554,7 @@ pub async fn delete(
     params.reject_unknown(&req, &[])?;
     preconditions(&req, Method::Delete)?;
     let if_match = version_header(&req, header::IF_MATCH)?;
-    let scope = scope(&req);
+    let scope = decide(&req, Operation::Delete, &res_type)?.scope;
     let worker = state.clone();
     let (ty, id) = (res_type.clone(), res_id.clone());
     let deletion = web::block(move || worker.store.delete(&scope, &ty, &id, if_match)).await??;

@@ -8,9 +8,11 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::access::{self, AccessScope, Operation};
 use crate::fhir::outcome::Issue;
 use crate::fhir::search::query::{self, SearchQuery, Summary};
 use crate::fhir::served;
+use crate::http::caller::decide;
 use crate::http::error::ApiError;
 use crate::http::negotiate::reply_format;
 use crate::http::request::{prefer, read_body, Params};
@@ -160,8 +162,17 @@ pub(super) async fn search(
     req: HttpRequest,
     state: web::Data<AppState>,
     target: Target,
-    pairs: Vec<(String, String)>,
+    mut pairs: Vec<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
+    // One type: its scope's query (if any) joins the caller's parameters.
+    let single = match &target {
+        Target::Type(t) | Target::Compartment(_, t) => {
+            let decision = decide(&req, Operation::Search, t)?;
+            pairs.extend(decision.filter.iter().cloned());
+            Some(decision.scope)
+        }
+        _ => None,
+    };
     let format = pairs
         .iter()
         .find(|(k, _)| k == "_format")
@@ -189,7 +200,21 @@ pub(super) async fn search(
     } else {
         parsed.count.unwrap_or(DEFAULT_COUNT).min(MAX_COUNT)
     };
-    let context = cursor_context(&target.path(), &parsed);
+    let scope = match single {
+        Some(scope) => scope,
+        None => {
+            let scope = several_types_scope(&req, &parsed.types)?;
+            if let Some(types) = scope.types() {
+                parsed.types.retain(|t| types.contains(t));
+            }
+            scope
+        }
+    };
+    let mut context = cursor_context(&target.path(), &parsed);
+    // A cursor handed to one caller means nothing to another.
+    if let Some(caller) = crate::http::caller::caller(&req)? {
+        context.extend_from_slice(caller.token_id.as_bytes());
+    }
     let cursor = match &parsed.cursor {
         Some(text) => Some(state.store.open_cursor(text, &context)?.ok_or_else(|| {
             ApiError::bad_request(
@@ -203,7 +228,6 @@ pub(super) async fn search(
         None => None,
     };
 
-    let scope = super::resource::scope(&req);
     let worker = state.clone();
     let compartment = match &target {
         Target::Compartment(id, _) | Target::Everything { patient: id, .. } => Some(id.clone()),
@@ -294,6 +318,46 @@ pub(super) async fn search(
     Ok(HttpResponse::Ok()
         .content_type(reply.content_type())
         .body(body))
+}
+
+/// The scope of a search over several types (system search, `$everything`): the types the
+/// caller may search without a query restriction (a scope's query names parameters of its own
+/// type; such types are reached by type-level searches), all under one compartment decision.
+pub(super) fn several_types_scope(
+    req: &HttpRequest,
+    types: &[String],
+) -> Result<AccessScope, ApiError> {
+    let mut compartments: Option<AccessScope> = None;
+    let mut refusal = None;
+    for t in types {
+        match decide(req, Operation::Search, t) {
+            Ok(decision) if decision.filter.is_empty() => {
+                let patients = decision.scope.without_types();
+                match &compartments {
+                    None => compartments = Some(patients),
+                    Some(first) if *first == patients => {}
+                    Some(_) => {
+                        return Err(ApiError::forbidden(
+                            "the token's scopes reach these types at different levels \
+                             (patient/, user/, system/); search them one type at a time",
+                        ))
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => refusal = Some(e),
+        }
+    }
+    match compartments {
+        // What the store returns (matches and includes): every type the caller may search.
+        Some(scope) => Ok(match crate::http::caller::caller(req)? {
+            Some(caller) => scope.with_types(access::searchable_types(&caller)),
+            None => scope,
+        }),
+        None => Err(refusal.unwrap_or_else(|| {
+            ApiError::forbidden("the access token lets no searched type be searched")
+        })),
+    }
 }
 
 /// What a cursor is bound to: the searched path and the parameters as applied (`_count`

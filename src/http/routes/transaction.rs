@@ -3,7 +3,6 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::resource::scope;
 use crate::http::error::ApiError;
 use crate::http::negotiate::{body_kind, reply_format, unsupported, Body};
 use crate::http::request::{prefer, prefer_return, read_body, Params};
@@ -26,7 +25,7 @@ pub async fn process(
     }
     let bytes = read_body(&req, payload, state.max_body_bytes).await?;
     let context = Context {
-        scope: scope(&req),
+        caller: crate::http::caller::caller(&req)?,
         prefer: prefer_return(&req),
         lenient: prefer(&req, "handling") == Some("lenient"),
     };

@@ -99,7 +99,6 @@ pub(super) fn execute(
     references: &mut References,
     resolved_up_front: bool,
 ) -> Result<Vec<ResponseEntry>, Failed> {
-    let scope = &context.scope;
     let mut responses: Vec<Option<ResponseEntry>> = (0..planned.len()).map(|_| None).collect();
 
     // Deletions first.
@@ -113,9 +112,15 @@ pub(super) fn execute(
             continue;
         };
         let if_match = *if_match;
+        let scope = &context
+            .scope_for(Operation::Delete, &p.res_type)
+            .map_err(|e| Failed::at(p, e))?;
         let id = match target {
             Target::Id(id) => Some(id.clone()),
             Target::Criteria(c) => {
+                context
+                    .scope_for(Operation::Search, &p.res_type)
+                    .map_err(|e| Failed::at(p, e))?;
                 match tx.resolve(scope, c).map_err(|e| Failed::at(p, e.into()))? {
                     Resolved::None => None,
                     Resolved::Many => return Err(Failed::at(p, several("conditional delete"))),
@@ -204,6 +209,29 @@ pub(super) fn create_all(
             )
         })
         .collect();
+    // One scope for all: each type's, which must agree (they differ only for tokens mixing
+    // patient/, user/ and system/ scopes, whose creates are then made one Bundle at a time).
+    let mut scope: Option<AccessScope> = None;
+    for &i in creates {
+        let p = &planned[i];
+        let this = context
+            .scope_for(Operation::Create, &p.res_type)
+            .map_err(|e| Failed::at(p, e))?;
+        match &scope {
+            Some(first) if *first != this => {
+                return Err(Failed::at(
+                    p,
+                    ApiError::forbidden(
+                        "the token's scopes create these types at different levels \
+                         (patient/, user/, system/); send them in separate Bundles",
+                    ),
+                ))
+            }
+            Some(_) => {}
+            None => scope = Some(this),
+        }
+    }
+    let scope = scope.unwrap_or_default();
     let targets: Vec<(&str, &str)> = ids.iter().map(|(t, i)| (t.as_str(), i.as_str())).collect();
     let mut prepare = |k: usize, version: i64, last_updated: i64| -> Result<Prepared, ApiError> {
         let p = &mut planned[creates[k]];
@@ -230,7 +258,7 @@ pub(super) fn create_all(
         })
     };
     let written = tx
-        .create_many(&context.scope, &targets, &mut prepare)
+        .create_many(&scope, &targets, &mut prepare)
         .map_err(|(at, e)| {
             let error = write_error(e);
             match at {
@@ -261,7 +289,6 @@ pub(super) fn resolve(
     planned: &mut [Planned],
     references: &mut References,
 ) -> Result<(), Failed> {
-    let scope = &context.scope;
     // Entries whose criteria name other entries come after those (`rank_resolution`).
     let mut positions: Vec<usize> = (0..planned.len()).collect();
     positions.sort_by_key(|&i| planned[i].resolve_rank);
@@ -272,7 +299,10 @@ pub(super) fn resolve(
         let p = &mut planned[i];
         let resolved = match p.criteria() {
             Some(c) if !matches!(p.op, Op::Delete { .. }) => {
-                tx.resolve(scope, c).map_err(|e| Failed::at(p, e.into()))?
+                let scope = context
+                    .scope_for(Operation::Search, &p.res_type)
+                    .map_err(|e| Failed::at(p, e))?;
+                tx.resolve(&scope, c).map_err(|e| Failed::at(p, e.into()))?
             }
             _ => continue,
         };
@@ -346,7 +376,7 @@ pub(super) fn resolve_reference(
     }
     let what = format!("conditional reference {reference}");
     let criteria = parse_criteria(state, ty, text, &what, context.lenient)?;
-    match tx.resolve(&context.scope, &criteria)? {
+    match tx.resolve(&context.scope_for(Operation::Search, ty)?, &criteria)? {
         Resolved::One { res_id, .. } => Ok(format!("{ty}/{res_id}")),
         Resolved::None => Err(ApiError::bad_request(Issue::error(
             "not-found",
@@ -401,7 +431,11 @@ pub(super) fn write(
     context: &Context,
     p: &mut Planned,
 ) -> Result<ResponseEntry, ApiError> {
-    let scope = &context.scope;
+    let operation = match p.op {
+        Op::Create { .. } => Operation::Create,
+        _ => Operation::Update,
+    };
+    let scope = &context.scope_for(operation, &p.res_type)?;
     let id =
         p.id.clone()
             .ok_or_else(|| ApiError::internal("a write entry without an id"))?;
@@ -472,7 +506,11 @@ pub(super) fn read(
     context: &Context,
     p: &mut Planned,
 ) -> Result<ResponseEntry, ApiError> {
-    let scope = &context.scope;
+    let operation = match p.op {
+        Op::Search { .. } => Operation::Search,
+        _ => Operation::Read,
+    };
+    let scope = &context.scope_for(operation, &p.res_type)?;
     let ty = p.res_type.clone();
     let head = p.method == Method::Head;
     let id = p.id.clone().unwrap_or_default();

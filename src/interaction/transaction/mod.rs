@@ -29,7 +29,7 @@ use super::criteria::{parse_criteria, query_error, several, shape, update_target
 use super::write::{check_id, check_type, check_version, derive, patch_preparer, patch_target};
 use super::write::{create_only_error, stamper, write_error};
 use super::{ApiError, Services};
-use crate::access::AccessScope;
+use crate::access::{self, AccessScope, Caller, Operation};
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::patch::JsonPatch;
 use crate::fhir::search::query::{self, Clause, SearchQuery, Summary};
@@ -58,10 +58,32 @@ const MAX_SEARCH_COUNT: u32 = 100;
 
 /// What every entry shares from the request.
 pub struct Context {
-    pub scope: AccessScope,
+    /// Who sends the Bundle (`None`: an operator, or authorization switched off); each entry
+    /// is authorised on its own, after references are resolved.
+    pub caller: Option<std::sync::Arc<Caller>>,
     pub prefer: Return,
     /// `Prefer: handling=lenient`: unknown search parameters in criteria are ignored.
     pub lenient: bool,
+}
+
+impl Context {
+    /// `carnet import` is an operator's: everything.
+    pub fn scope_for_import(&self) -> AccessScope {
+        AccessScope::everything()
+    }
+
+    /// What the caller may touch doing `operation` on `res_type`, for one entry.
+    pub fn scope_for(&self, operation: Operation, res_type: &str) -> Result<AccessScope, ApiError> {
+        let decision = access::decide(self.caller.as_deref(), operation, res_type)
+            .map_err(|access::Denied(message)| ApiError::forbidden(message))?;
+        if !decision.filter.is_empty() {
+            return Err(ApiError::forbidden(format!(
+                "the token reaches {res_type} only through a query-limited scope, which Bundle \
+                 entries do not apply yet; use a REST read or search"
+            )));
+        }
+        Ok(decision.scope)
+    }
 }
 
 /// How many times a Bundle is run when the database gives it up because of concurrent

@@ -306,13 +306,17 @@ impl<'a> Planner<'a> {
 
     /// ` AND alias.res_key IN (<keys of the scope's compartments>)`, or nothing.
     pub fn scope(&mut self, alias: &str) {
-        if let AccessScope::Patients(patients) = self.scope {
+        if let Some(patients) = self.scope.patient_ids() {
             self.sql
                 .push(" AND ")
                 .push(alias)
                 .push(".res_key IN (SELECT res_key FROM resource_compartment WHERE patient IN ");
             self.sql.bind_list(patients.iter().map(String::as_str));
             self.sql.push(")");
+        }
+        if let Some(types) = self.scope.types() {
+            self.sql.push(" AND ").push(alias).push(".res_type IN ");
+            self.sql.bind_list(types.iter().map(String::as_str));
         }
     }
 

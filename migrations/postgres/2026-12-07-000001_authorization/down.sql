@@ -1,0 +1,3 @@
+DROP TABLE client_assertion;
+DROP TABLE auth_grant;
+DROP TABLE oauth_client;

@@ -1,0 +1,43 @@
+//! Who is calling: this server is its own SMART App Launch authorization server. It registers
+//! clients ([`clients`]), issues and verifies access tokens ([`tokens`], signed with
+//! [`jwt`]), and answers the SMART and OAuth endpoints ([`endpoints`]). What a verified caller
+//! may then touch is decided in `access`.
+
+pub mod clients;
+pub mod endpoints;
+pub mod jwt;
+pub mod tokens;
+
+pub use tokens::{Authority, Issued, NewGrant, TokenError};
+
+/// What the endpoints need from the server that mounts them (the HTTP layer's state), so that
+/// `auth` never reaches up into `http`.
+pub trait AuthContext: Send + Sync + 'static {
+    fn store(&self) -> &crate::store::Store;
+    fn authority(&self) -> &Authority;
+}
+
+/// The URLs of the authorization server, derived from the FHIR base (`.../fhir` →
+/// `.../auth/...`), so that a server behind a path prefix keeps it.
+#[derive(Debug, Clone)]
+pub struct Urls {
+    pub fhir_base: String,
+    pub token: String,
+    pub introspect: String,
+    pub revoke: String,
+    pub jwks: String,
+}
+
+impl Urls {
+    pub fn new(fhir_base: &str) -> Urls {
+        let base = fhir_base.trim_end_matches('/');
+        let root = base.strip_suffix("/fhir").unwrap_or(base);
+        Urls {
+            fhir_base: base.to_string(),
+            token: format!("{root}/auth/token"),
+            introspect: format!("{root}/auth/introspect"),
+            revoke: format!("{root}/auth/revoke"),
+            jwks: format!("{root}/auth/jwks"),
+        }
+    }
+}

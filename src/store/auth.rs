@@ -1,0 +1,176 @@
+//! Authorization data: registered clients, the grant behind every access token, used client
+//! assertions, and the token signing key. Plain rows; what they mean is `auth`'s.
+
+use diesel::prelude::*;
+
+use super::backend::on_backend;
+use super::schema::{auth_grant, client_assertion, oauth_client, server_key};
+use super::{now_micros, Store, StoreError};
+
+/// A registered OAuth client, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
+#[diesel(table_name = oauth_client)]
+pub struct ClientRow {
+    pub client_id: String,
+    pub kind: String,
+    pub name: String,
+    pub secret_sha256: Option<Vec<u8>>,
+    pub jwks: Option<String>,
+    pub jwks_url: Option<String>,
+    /// JSON array.
+    pub redirect_uris: String,
+    /// Space-separated.
+    pub scopes: String,
+    /// µs since the epoch.
+    pub created: i64,
+}
+
+/// What an access token grants, kept server-side under its `jti`.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
+#[diesel(table_name = auth_grant)]
+pub struct GrantRow {
+    pub jti: String,
+    pub client_id: String,
+    pub subject: String,
+    pub fhir_user: Option<String>,
+    pub patient: Option<String>,
+    pub scope: String,
+    /// Seconds since the epoch, as in the token.
+    pub issued: i64,
+    pub expires: i64,
+    /// When it was revoked (seconds since the epoch).
+    pub revoked: Option<i64>,
+}
+
+impl Store {
+    /// Registers `client`; `Ok(false)` when its id is taken.
+    pub fn add_client(&self, client: &ClientRow) -> Result<bool, StoreError> {
+        let inserted = on_backend!(&mut *self.conn()?, c => diesel::insert_into(oauth_client::table)
+            .values(client)
+            .on_conflict_do_nothing()
+            .execute(c))?;
+        Ok(inserted == 1)
+    }
+
+    pub fn client(&self, client_id: &str) -> Result<Option<ClientRow>, StoreError> {
+        Ok(oauth_client::table
+            .filter(oauth_client::client_id.eq(client_id))
+            .first(&mut *self.conn()?)
+            .optional()?)
+    }
+
+    pub fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
+        Ok(oauth_client::table
+            .order(oauth_client::client_id)
+            .load(&mut *self.conn()?)?)
+    }
+
+    /// Removes a client and revokes every token issued to it; `Ok(false)` when unknown.
+    pub fn remove_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        let now = chrono::Utc::now().timestamp();
+        self.conn()?.transaction(|conn| {
+            diesel::update(
+                auth_grant::table
+                    .filter(auth_grant::client_id.eq(client_id))
+                    .filter(auth_grant::revoked.is_null()),
+            )
+            .set(auth_grant::revoked.eq(now))
+            .execute(conn)?;
+            let removed =
+                diesel::delete(oauth_client::table.filter(oauth_client::client_id.eq(client_id)))
+                    .execute(conn)?;
+            Ok(removed == 1)
+        })
+    }
+
+    /// Records the grant of a token about to be handed out.
+    pub fn record_grant(&self, grant: &GrantRow) -> Result<(), StoreError> {
+        on_backend!(&mut *self.conn()?, c => diesel::insert_into(auth_grant::table)
+            .values(grant)
+            .execute(c))?;
+        Ok(())
+    }
+
+    /// The grant of the token `jti`: one primary-key lookup, made on every request so that a
+    /// revocation reaches every node at once.
+    pub fn grant(&self, jti: &str) -> Result<Option<GrantRow>, StoreError> {
+        Ok(auth_grant::table
+            .filter(auth_grant::jti.eq(jti))
+            .first(&mut *self.conn()?)
+            .optional()?)
+    }
+
+    /// Revokes the token `jti` if `client_id` (when given) owns it; `Ok(false)` otherwise.
+    pub fn revoke_grant(&self, jti: &str, client_id: Option<&str>) -> Result<bool, StoreError> {
+        let now = chrono::Utc::now().timestamp();
+        let target = auth_grant::table
+            .filter(auth_grant::jti.eq(jti))
+            .filter(auth_grant::revoked.is_null());
+        let changed = match client_id {
+            Some(client_id) => diesel::update(target.filter(auth_grant::client_id.eq(client_id)))
+                .set(auth_grant::revoked.eq(now))
+                .execute(&mut *self.conn()?)?,
+            None => diesel::update(target)
+                .set(auth_grant::revoked.eq(now))
+                .execute(&mut *self.conn()?)?,
+        };
+        Ok(changed == 1)
+    }
+
+    /// Records the `jti` of a client assertion; `Ok(false)` when that client used it already
+    /// (a replay). Assertions past their expiry are forgotten on the way.
+    pub fn use_client_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires: i64,
+    ) -> Result<bool, StoreError> {
+        let now = chrono::Utc::now().timestamp();
+        let mut conn = self.conn()?;
+        on_backend!(&mut *conn, c => diesel::delete(
+            client_assertion::table.filter(client_assertion::expires.lt(now)),
+        )
+        .execute(c))?;
+        let inserted = on_backend!(&mut *conn, c => diesel::insert_into(client_assertion::table)
+            .values((
+                client_assertion::client_id.eq(client_id),
+                client_assertion::jti.eq(jti),
+                client_assertion::expires.eq(expires),
+            ))
+            .on_conflict_do_nothing()
+            .execute(c))?;
+        Ok(inserted == 1)
+    }
+
+    /// The key stored under `name`, or `fresh()` stored there first. Every node of a cluster
+    /// ends up with the key of whichever node stored first.
+    pub fn server_key_or_insert(
+        &self,
+        name: &str,
+        fresh: impl FnOnce() -> Result<Vec<u8>, StoreError>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let mut conn = self.conn()?;
+        let stored: Option<Vec<u8>> = server_key::table
+            .filter(server_key::name.eq(name))
+            .select(server_key::key)
+            .first(&mut *conn)
+            .optional()?;
+        if let Some(key) = stored {
+            return Ok(key);
+        }
+        let key = fresh()?;
+        on_backend!(&mut *conn, c => diesel::insert_into(server_key::table)
+            .values((server_key::name.eq(name), server_key::key.eq(&key)))
+            .on_conflict_do_nothing()
+            .execute(c))?;
+        Ok(server_key::table
+            .filter(server_key::name.eq(name))
+            .select(server_key::key)
+            .first(&mut *conn)?)
+    }
+}
+
+/// Seconds since the epoch, the unit of token times.
+pub fn now_seconds() -> i64 {
+    now_micros() / 1_000_000
+}
