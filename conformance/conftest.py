@@ -93,6 +93,7 @@ class CarnetServer:
         self.proc: subprocess.Popen | None = None
         self.root_url = ""
         self.base_url = ""
+        self.token = ""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -152,6 +153,7 @@ class CarnetServer:
             try:
                 last = requests.get(self.root_url + "/health", timeout=5)
                 if last.status_code == 200:
+                    self.token = self.issue_token("system/*.cruds")
                     return
             except requests.RequestException as exc:
                 last = exc
@@ -210,8 +212,19 @@ class CarnetServer:
 
     # -- clients ----------------------------------------------------------------------------
 
+    def issue_token(self, scope: str, *extra: str) -> str:
+        """An access token from `carnet token` (the operator's way, no browser)."""
+        result = subprocess.run(
+            [str(self.binary), "token", "--database-url", self.database_url,
+             "--base-url", self.public_base, "--scope", scope, *extra],
+            capture_output=True, text=True, timeout=60,
+        )
+        if result.returncode != 0:
+            self._fail_start(f"carnet token failed: {result.stderr}")
+        return result.stdout.strip()
+
     def client(self) -> Fhir:
-        return Fhir(self.base_url)
+        return Fhir(self.base_url, self.token)
 
     def __repr__(self) -> str:
         return f"<carnet {self.backend} at {self.base_url}>"

@@ -220,9 +220,11 @@ def without_server_meta(resource: dict) -> dict:
 class Fhir:
     """A thin keep-alive HTTP client bound to a FHIR base URL (`http://127.0.0.1:PORT/fhir`)."""
 
-    def __init__(self, base_url: str):
+    def __init__(self, base_url: str, token: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
 
     def url(self, path: str) -> str:
         if path.startswith("http://") or path.startswith("https://"):

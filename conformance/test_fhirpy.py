@@ -41,7 +41,9 @@ def assert_went_up(old: str, new: str, what: str) -> None:
 @pytest.fixture
 def client(server):
     # Locations and links carry the server's public base (--base-url); map it to where it listens.
-    return SyncFHIRClient(server.base_url, url_aliases=[server.public_base])
+    return SyncFHIRClient(
+        server.base_url, url_aliases=[server.public_base], authorization=f"Bearer {server.token}"
+    )
 
 
 def test_fhirpy_create_read_update_history_delete(server, fhir, client):

@@ -449,7 +449,7 @@ def _parallel(server, fn) -> list:
     barrier = threading.Barrier(WRITERS)
 
     def run(i):
-        client = Fhir(server.base_url)
+        client = server.client()
         try:
             barrier.wait(10)
             return fn(client, i)

@@ -116,7 +116,7 @@ def loaded(server, dataset) -> Loaded:
     out = Loaded()
 
     def put_many(chunk: list[dict]) -> list[tuple[str, str]]:
-        fhir = Fhir(server.base_url)
+        fhir = server.client()
         bad = []
         try:
             for res in chunk:

@@ -103,6 +103,13 @@ pub fn decide(
             describe(&caller.scopes)
         )));
     };
+    // Search parameters change how every record is indexed: an operator's, or a system's.
+    if operation.is_write() && res_type == "SearchParameter" && level != Level::System {
+        return Err(Denied(format!(
+            "writing SearchParameter needs a system/ scope (system/SearchParameter.{})",
+            operation.letter()
+        )));
+    }
     let scope = match level {
         Level::System => AccessScope::everything(),
         Level::User => match caller.fhir_user.as_deref() {

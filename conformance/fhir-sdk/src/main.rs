@@ -833,6 +833,12 @@ fn run_backend(rt: &tokio::runtime::Runtime, bin: &Path, backend: &'static str, 
         redact(&url)
     );
 
+    // The server refuses requests without a token: fhir-sdk's login manager is called on the
+    // first 401 and hands it an operator's token from `carnet token`.
+    let token = match operator_token(bin, &url, &server.base) {
+        Ok(token) => token,
+        Err(e) => return ctx.fail("carnet token", &e),
+    };
     let client = server
         .base
         .parse::<fhir_sdk::Url>()
@@ -840,6 +846,10 @@ fn run_backend(rt: &tokio::runtime::Runtime, bin: &Path, backend: &'static str, 
         .and_then(|base_url| {
             R4bClient::builder()
                 .base_url(base_url)
+                .auth_callback(move |_http| {
+                    let value = header::HeaderValue::from_str(&format!("Bearer {token}"));
+                    async move { value }
+                })
                 .request_settings(
                     fhir_sdk::client::RequestSettings::default()
                         .timeout(Some(Duration::from_secs(60))),
@@ -864,6 +874,26 @@ fn run_backend(rt: &tokio::runtime::Runtime, bin: &Path, backend: &'static str, 
         "     [{backend}] done in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// An access token for every interaction (`system/*.cruds`), from `carnet token`.
+fn operator_token(bin: &Path, database_url: &str, base: &str) -> Result<String, String> {
+    let output = Command::new(bin)
+        .args([
+            "token",
+            "--database-url",
+            database_url,
+            "--base-url",
+            base,
+            "--scope",
+            "system/*.cruds",
+        ])
+        .output()
+        .map_err(|e| format!("running {} token: {e}", bin.display()))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
 fn redact(url: &str) -> String {
