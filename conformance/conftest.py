@@ -83,11 +83,15 @@ def hl7_examples() -> Path:
 class CarnetServer:
     """One running `carnet serve` process."""
 
-    def __init__(self, backend: str, binary: Path, database_url: str, workdir: Path):
+    def __init__(self, backend: str, binary: Path, database_url: str, workdir: Path,
+                 extra_args: tuple = (), public_base: str | None = PUBLIC_BASE):
+        """`public_base` None: the server's own address is its public base (what a browser
+        reaches, for the sign-in flows)."""
         self.backend = backend
         self.binary = binary
         self.database_url = database_url
-        self.public_base = PUBLIC_BASE
+        self.public_base = public_base
+        self.extra_args = list(extra_args)
         self.stderr_path = workdir / "carnet.stderr.log"
         self.stdout_lines: list[str] = []
         self.proc: subprocess.Popen | None = None
@@ -105,12 +109,13 @@ class CarnetServer:
             "127.0.0.1:0",
             "--database-url",
             self.database_url,
-            "--base-url",
-            self.public_base,
             # Export files next to the test's logs, not in the working directory.
             "--export-dir",
             str(self.stderr_path.parent / "export"),
+            *self.extra_args,
         ]
+        if self.public_base:
+            argv += ["--base-url", self.public_base]
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
         self._stderr_file = open(self.stderr_path, "wb")
@@ -145,6 +150,8 @@ class CarnetServer:
             )
         self.root_url = match.group(1)
         self.base_url = self.root_url + "/fhir"
+        if not self.public_base:
+            self.public_base = self.base_url
 
         last = None
         while time.monotonic() < deadline:
@@ -269,10 +276,11 @@ def fresh_database(backend: str, workdir: Path, name: str = "carnet"):
 
 
 @contextlib.contextmanager
-def running_server(backend: str, binary: Path, database_url: str, workdir: Path, who: str):
+def running_server(backend: str, binary: Path, database_url: str, workdir: Path, who: str,
+                   **options):
     """A `carnet serve` on `database_url`, stopped afterwards; fails the test if it exited by
-    itself meanwhile."""
-    srv = CarnetServer(backend, binary, database_url, workdir)
+    itself meanwhile. `options` go to `CarnetServer`."""
+    srv = CarnetServer(backend, binary, database_url, workdir, **options)
     try:
         srv.start()
         yield srv

@@ -86,6 +86,7 @@ def send(fhir, method: str, path: str, body: bytes | None, content_type: str | N
         body = gzip.compress(body)
         headers["Content-Encoding"] = "gzip"
     if body is not None and (len(body) > RAW_SOCKET_ABOVE or chunked):
+        headers["Authorization"] = fhir.session.headers.get("Authorization")
         raw = raw_request(
             fhir.url(path), method, {k: v for k, v in headers.items() if v}, body, chunked=chunked
         )

@@ -280,6 +280,41 @@ struct FileConfig {
     export_retention_hours: Option<u64>,
     export_batch_size: Option<usize>,
     insecure_no_auth: Option<bool>,
+    /// `[[identity_provider]]` tables: who may sign in, and through which upstream provider.
+    #[serde(default)]
+    identity_provider: Vec<IdentityProvider>,
+}
+
+/// An upstream OpenID provider people sign in with (`[[identity_provider]]` in the TOML file).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityProvider {
+    /// A short name, in URLs and on the sign-in page's buttons' ids.
+    pub id: String,
+    /// What people see on the sign-in page.
+    pub name: String,
+    /// `professional` (a Practitioner) or `patient` (a Patient).
+    pub signs_in: String,
+    pub issuer: String,
+    /// Where the discovery document is [default: ISSUER/.well-known/openid-configuration];
+    /// Pro Santé Connect publishes `.../.well-known/wallet-openid-configuration`.
+    pub discovery_url: Option<String>,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    /// [default: ["openid"]]
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub acr_values: Option<String>,
+    /// The claim holding the person's national identifier (`SubjectNameID` for Pro Santé
+    /// Connect), and the FHIR identifier system it is a value of.
+    pub identifier_claim: String,
+    pub identifier_system: String,
+    /// The claim naming the profession (a code, or `code^system`), kept on a Practitioner
+    /// created at first sign-in.
+    pub profession_claim: Option<String>,
+    /// Create the Practitioner of a professional's first sign-in from their claims.
+    #[serde(default)]
+    pub auto_provision: bool,
 }
 
 /// Database settings with defaults applied.
@@ -308,6 +343,28 @@ pub struct ServeConfig {
     pub export_throttle: std::time::Duration,
     /// `--insecure-no-auth`: every request may touch everything.
     pub insecure_no_auth: bool,
+    pub identity_providers: Vec<IdentityProvider>,
+}
+
+fn check_providers(providers: Vec<IdentityProvider>) -> Result<Vec<IdentityProvider>, String> {
+    for (i, p) in providers.iter().enumerate() {
+        if p.id.is_empty() || !p.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(format!(
+                "identity_provider id '{}': use letters, digits and -",
+                p.id
+            ));
+        }
+        if providers[..i].iter().any(|q| q.id == p.id) {
+            return Err(format!("identity_provider id '{}' is given twice", p.id));
+        }
+        if !["professional", "patient"].contains(&p.signs_in.as_str()) {
+            return Err(format!(
+                "identity_provider '{}': signs_in must be professional or patient, not '{}'",
+                p.id, p.signs_in
+            ));
+        }
+    }
+    Ok(providers)
 }
 
 fn read_file(path: Option<&Path>) -> Result<FileConfig, String> {
@@ -390,6 +447,7 @@ impl ServeArgs {
                 .clamp(1, 10_000),
             export_throttle: std::time::Duration::from_millis(self.export_throttle_ms.unwrap_or(0)),
             insecure_no_auth: self.insecure_no_auth || file.insecure_no_auth.unwrap_or(false),
+            identity_providers: check_providers(file.identity_provider)?,
         })
     }
 }

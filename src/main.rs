@@ -111,6 +111,7 @@ fn token(args: &carnet::config::TokenArgs) -> Result<(), String> {
                 patient: args.patient.clone(),
                 scopes,
                 lifetime_seconds: args.ttl,
+                origin: None,
             },
         )
         .map_err(|e| e.to_string())?;

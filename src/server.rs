@@ -68,6 +68,13 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
             .join("carnet-export")
     });
     let authority = crate::auth::Authority::load(&store, &base_url)?;
+    for provider in &config.identity_providers {
+        crate::auth::upstream::check_issuer(provider)?;
+    }
+    let providers = crate::auth::upstream::Providers::new(
+        config.identity_providers.clone(),
+        authority.urls().callback.clone(),
+    );
     if config.insecure_no_auth {
         log::warn!(
             "--insecure-no-auth: authorization is OFF; anyone who reaches {addr} reads and \
@@ -93,6 +100,7 @@ pub fn start(config: &ServeConfig) -> Result<Started, String> {
         export: exporter,
         authority,
         require_auth: !config.insecure_no_auth,
+        providers,
     });
     // Unfinished export jobs (a restart) resume as soon as the worker starts.
     state

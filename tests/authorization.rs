@@ -50,11 +50,18 @@ fn claims(server: &Server) -> Value {
 }
 
 fn status_with(server: &Server, token: &str) -> u16 {
-    server.request("GET", "/Patient").bearer(token).send().status
+    server
+        .request("GET", "/Patient")
+        .bearer(token)
+        .send()
+        .status
 }
 
 fn patient(server: &Server, id: &str) {
-    let r = server.put(&format!("/Patient/{id}"), &json!({"resourceType": "Patient", "id": id}));
+    let r = server.put(
+        &format!("/Patient/{id}"),
+        &json!({"resourceType": "Patient", "id": id}),
+    );
     assert!(r.status < 300, "{}", r.text());
 }
 
@@ -406,11 +413,21 @@ backend_tests! {
 #[test]
 fn insecure_mode_is_explicit_and_loopback_only() {
     let server = Server::start_with(Backend::Sqlite, &["--insecure-no-auth"]);
-    assert_eq!(server.request("GET", "/Patient").anonymous().send().status, 200);
+    assert_eq!(
+        server.request("GET", "/Patient").anonymous().send().status,
+        200
+    );
     assert!(server.stop().contains("authorization is OFF"));
     let db = common::TestDatabase::new(Backend::Sqlite);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_carnet"))
-        .args(["serve", "--insecure-no-auth", "--listen", "0.0.0.0:0", "--database-url", &db.url])
+        .args([
+            "serve",
+            "--insecure-no-auth",
+            "--listen",
+            "0.0.0.0:0",
+            "--database-url",
+            &db.url,
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -427,21 +444,63 @@ fn clients_are_registered_with_what_their_kind_needs() {
             .output()
             .unwrap()
     };
-    let out = carnet(&["client", "add", "feed", "--kind", "backend", "--scope", "system/*.rs"]);
+    let out = carnet(&[
+        "client",
+        "add",
+        "feed",
+        "--kind",
+        "backend",
+        "--scope",
+        "system/*.rs",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--jwks"));
-    let out = carnet(&["client", "add", "app", "--kind", "confidential", "--scope", "user/*.rs",
-                       "--redirect-uri", "https://app.example/cb"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = carnet(&[
+        "client",
+        "add",
+        "app",
+        "--kind",
+        "confidential",
+        "--scope",
+        "user/*.rs",
+        "--redirect-uri",
+        "https://app.example/cb",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("secret (shown once)"));
-    let out = carnet(&["client", "add", "app", "--kind", "public", "--scope", "user/*.rs",
-                       "--redirect-uri", "https://app.example/cb"]);
+    let out = carnet(&[
+        "client",
+        "add",
+        "app",
+        "--kind",
+        "public",
+        "--scope",
+        "user/*.rs",
+        "--redirect-uri",
+        "https://app.example/cb",
+    ]);
     assert!(!out.status.success(), "a taken id");
-    let out = carnet(&["client", "add", "x", "--kind", "public", "--scope", "banana",
-                       "--redirect-uri", "https://app.example/cb"]);
+    let out = carnet(&[
+        "client",
+        "add",
+        "x",
+        "--kind",
+        "public",
+        "--scope",
+        "banana",
+        "--redirect-uri",
+        "https://app.example/cb",
+    ]);
     assert!(!out.status.success(), "no known scope");
     let list = String::from_utf8(carnet(&["client", "list"]).stdout).unwrap();
     assert!(list.starts_with("app\tconfidential"), "{list}");
     let out = carnet(&["token", "--scope", "system/*.rs", "--ttl", "7200"]);
-    assert!(!out.status.success(), "an access token lives at most an hour");
+    assert!(
+        !out.status.success(),
+        "an access token lives at most an hour"
+    );
 }

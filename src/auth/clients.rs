@@ -191,15 +191,17 @@ fn parse_jwks(text: &str) -> Result<Vec<(Option<String>, VerifyingKey)>, String>
 #[derive(Debug, Clone)]
 pub struct Client {
     pub client_id: String,
+    pub name: String,
     pub kind: ClientKind,
     pub redirect_uris: Vec<String>,
     pub scopes: Scopes,
 }
 
 impl Client {
-    fn from_row(row: &ClientRow) -> Result<Client, StoreError> {
+    pub fn from_stored(row: &ClientRow) -> Result<Client, StoreError> {
         Ok(Client {
             client_id: row.client_id.clone(),
+            name: row.name.clone(),
             kind: ClientKind::parse(&row.kind).ok_or_else(|| {
                 StoreError::Internal(format!("client {} has kind {}", row.client_id, row.kind))
             })?,
@@ -260,7 +262,7 @@ pub fn authenticate(store: &Store, credentials: &Credentials) -> Result<Client, 
             if !matches {
                 return Err(invalid(format!("wrong secret for client '{id}'")));
             }
-            Ok(Client::from_row(&row)?)
+            Ok(Client::from_stored(&row)?)
         }
         Credentials::Assertion {
             assertion,
@@ -273,7 +275,7 @@ fn known(store: &Store, id: &str) -> Result<Client, ClientError> {
     let row = store
         .client(id)?
         .ok_or_else(|| invalid(format!("no client '{id}' is registered")))?;
-    Ok(Client::from_row(&row)?)
+    Ok(Client::from_stored(&row)?)
 }
 
 /// Checks a `private_key_jwt` assertion: issuer and subject the client, audience the token
@@ -296,7 +298,7 @@ fn verify_assertion(
     let row = store
         .client(iss)?
         .ok_or_else(|| invalid(format!("client_assertion: no client '{iss}' is registered")))?;
-    let client = Client::from_row(&row)?;
+    let client = Client::from_stored(&row)?;
     if !client.kind.uses_keys() {
         return Err(invalid(format!(
             "client '{iss}' is {} and has no keys to sign an assertion with",

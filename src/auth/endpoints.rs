@@ -13,7 +13,10 @@ use super::clients::{self, ClientError, ClientKind, Credentials};
 use super::tokens::{NewGrant, TokenError, MAX_SYSTEM_TOKEN_SECONDS};
 use super::AuthContext;
 use crate::access::{Level, Scopes};
+use crate::store::auth::{now_seconds, RefreshRow};
 use crate::store::StoreError;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 
 /// The largest form accepted at these endpoints.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -30,6 +33,7 @@ pub fn configure<S: AuthContext>(cfg: &mut web::ServiceConfig) {
             web::get().to(openid_configuration::<S>),
         );
     }
+    super::authorize::configure::<S>(cfg);
     cfg.route("/auth/token", web::post().to(token::<S>))
         .route("/auth/introspect", web::post().to(introspect::<S>))
         .route("/auth/revoke", web::post().to(revoke::<S>))
@@ -119,13 +123,29 @@ fn no_store(response: &mut actix_web::HttpResponseBuilder) {
         .insert_header((header::PRAGMA, "no-cache"));
 }
 
-/// The capabilities this server implements today, as SMART names them.
+/// The capabilities this server implements, as SMART names them.
 pub const CAPABILITIES: &[&str] = &[
+    "launch-standalone",
+    "client-public",
+    "client-confidential-symmetric",
     "client-confidential-asymmetric",
-    "permission-v1",
-    "permission-v2",
+    "sso-openid-connect",
+    "context-standalone-patient",
+    "permission-offline",
+    "permission-online",
     "permission-patient",
     "permission-user",
+    "authorize-post",
+    "permission-v1",
+    "permission-v2",
+];
+
+const GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token", "client_credentials"];
+const AUTH_METHODS: &[&str] = &[
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+    "none",
 ];
 
 async fn smart_configuration<S: AuthContext>(state: web::Data<S>) -> HttpResponse {
@@ -133,14 +153,17 @@ async fn smart_configuration<S: AuthContext>(state: web::Data<S>) -> HttpRespons
     HttpResponse::Ok().json(json!({
         "issuer": urls.fhir_base,
         "jwks_uri": urls.jwks,
+        "authorization_endpoint": urls.authorize,
         "token_endpoint": urls.token,
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": clients::ASSERTION_ALGORITHMS,
-        "grant_types_supported": ["client_credentials"],
-        "scopes_supported": ["system/*.cruds", "system/*.rs", "patient/*.rs", "user/*.rs"],
-        "response_types_supported": ["token"],
+        "grant_types_supported": GRANT_TYPES,
+        "scopes_supported": ["openid", "fhirUser", "launch/patient", "offline_access",
+            "online_access", "patient/*.cruds", "user/*.cruds", "system/*.cruds"],
+        "response_types_supported": ["code"],
         "introspection_endpoint": urls.introspect,
         "revocation_endpoint": urls.revoke,
+        "management_endpoint": urls.manage,
         "capabilities": CAPABILITIES,
         "code_challenge_methods_supported": ["S256"],
     }))
@@ -151,14 +174,18 @@ async fn openid_configuration<S: AuthContext>(state: web::Data<S>) -> HttpRespon
     HttpResponse::Ok().json(json!({
         "issuer": urls.fhir_base,
         "jwks_uri": urls.jwks,
+        "authorization_endpoint": urls.authorize,
         "token_endpoint": urls.token,
         "introspection_endpoint": urls.introspect,
         "revocation_endpoint": urls.revoke,
-        "grant_types_supported": ["client_credentials"],
-        "response_types_supported": ["token"],
+        "grant_types_supported": GRANT_TYPES,
+        "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "scopes_supported": ["openid", "fhirUser"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": clients::ASSERTION_ALGORITHMS,
     }))
 }
@@ -251,20 +278,255 @@ async fn token<S: AuthContext>(
             no_store(&mut ok);
             Ok(ok.json(response))
         }
-        "authorization_code" | "refresh_token" => Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            format!(
-                "grant_type '{grant_type}' is not available yet: this server issues tokens to \
-                 backend services (client_credentials) and through `carnet token`"
-            ),
-        )),
+        "authorization_code" | "refresh_token" => {
+            let worker = state.clone();
+            let response = web::block(move || {
+                if grant_type == "authorization_code" {
+                    authorization_code(&**worker, &form, basic)
+                } else {
+                    refresh(&**worker, &form, basic)
+                }
+            })
+            .await??;
+            let mut ok = HttpResponse::Ok();
+            no_store(&mut ok);
+            Ok(ok.json(response))
+        }
         other => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
-            format!("grant_type '{other}' is not supported; use client_credentials"),
+            format!(
+                "grant_type '{other}' is not supported; use authorization_code, refresh_token \
+                 or client_credentials"
+            ),
         )),
     }
+}
+
+fn invalid_grant(description: impl Into<String>) -> OAuthError {
+    OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
+}
+
+/// The client of an authorization code or refresh request: a signed assertion, a secret
+/// (HTTP Basic or in the form), or a public client's id alone.
+fn app_client<S: AuthContext>(
+    state: &S,
+    form: &[(String, String)],
+    basic: Option<(String, String)>,
+) -> Result<clients::Client, OAuthError> {
+    let urls = state.authority().urls();
+    let credentials = match (
+        param(form, "client_assertion_type"),
+        param(form, "client_assertion"),
+    ) {
+        (Some(clients::JWT_BEARER), Some(assertion)) => Credentials::Assertion {
+            assertion,
+            token_url: &urls.token,
+        },
+        (Some(other), _) => {
+            return Err(OAuthError::client(format!(
+                "client_assertion_type '{other}' is not supported; use {}",
+                clients::JWT_BEARER
+            )))
+        }
+        (None, _) => match (
+            &basic,
+            param(form, "client_id"),
+            param(form, "client_secret"),
+        ) {
+            (Some((id, secret)), _, _) => Credentials::Secret { id, secret },
+            (None, Some(id), Some(secret)) => Credentials::Secret { id, secret },
+            (None, Some(id), None) => Credentials::Id(id),
+            (None, None, _) => return Err(OAuthError::client("client_id is missing")),
+        },
+    };
+    let client = clients::authenticate(state.store(), &credentials)?;
+    if client.kind == ClientKind::Backend {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "a backend service gets its tokens with client_credentials",
+        ));
+    }
+    Ok(client)
+}
+
+/// How long refresh tokens live: `offline_access` until withdrawn (a long limit), else
+/// `online_access` for a working day.
+fn refresh_lifetime(scopes: &Scopes) -> Option<i64> {
+    if scopes.has("offline_access") {
+        Some(90 * 24 * 3600)
+    } else if scopes.has("online_access") {
+        Some(12 * 3600)
+    } else {
+        None
+    }
+}
+
+/// The token response of a person's grant: access token, context, id_token, refresh token.
+#[allow(clippy::too_many_arguments)]
+fn person_tokens<S: AuthContext>(
+    state: &S,
+    client_id: &str,
+    subject: &str,
+    fhir_user: Option<&str>,
+    patient: Option<&str>,
+    scopes: &Scopes,
+    origin: &str,
+    nonce: Option<&str>,
+    refresh_expires: Option<i64>,
+) -> Result<Value, OAuthError> {
+    let authority = state.authority();
+    let issued = authority.issue(
+        state.store(),
+        &NewGrant {
+            client_id: client_id.to_string(),
+            subject: subject.to_string(),
+            fhir_user: fhir_user.map(str::to_string),
+            patient: patient.map(str::to_string),
+            scopes: scopes.clone(),
+            lifetime_seconds: super::tokens::MAX_ACCESS_TOKEN_SECONDS,
+            origin: Some(origin.to_string()),
+        },
+    )?;
+    let mut answer = json!({
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "scope": scopes.to_string(),
+    });
+    if let Some(patient) = patient {
+        answer["patient"] = patient.into();
+    }
+    if scopes.has("openid") {
+        let user = fhir_user.filter(|_| scopes.has("fhirUser"));
+        answer["id_token"] = authority.id_token(client_id, subject, user, nonce).into();
+    }
+    if let Some(expires) = refresh_expires {
+        let token = super::authorize::random_token();
+        state.store().record_refresh(&RefreshRow {
+            token_sha256: super::authorize::sha256(&token),
+            client_id: client_id.to_string(),
+            subject: subject.to_string(),
+            fhir_user: fhir_user.map(str::to_string),
+            patient: patient.map(str::to_string),
+            scope: scopes.to_string(),
+            issued: now_seconds(),
+            expires,
+            used: None,
+            revoked: None,
+            family: origin.to_string(),
+        })?;
+        answer["refresh_token"] = token.into();
+    }
+    Ok(answer)
+}
+
+/// The one-time code of the authorization code flow, with its PKCE verifier.
+fn authorization_code<S: AuthContext>(
+    state: &S,
+    form: &[(String, String)],
+    basic: Option<(String, String)>,
+) -> Result<Value, OAuthError> {
+    let client = app_client(state, form, basic)?;
+    let code = param(form, "code").ok_or_else(|| OAuthError::request("code is missing"))?;
+    let Some((request, replayed)) = state.store().take_code(&super::authorize::sha256(code))?
+    else {
+        return Err(invalid_grant("the code is not one this server issued"));
+    };
+    if replayed {
+        // RFC 6749 §4.1.2: a code used twice revokes what it gave.
+        state.store().revoke_origin(&request.id)?;
+        return Err(invalid_grant(
+            "the code was used already; its tokens are revoked",
+        ));
+    }
+    if request.client_id != client.client_id {
+        return Err(invalid_grant("the code was issued to another client"));
+    }
+    if request.expires <= now_seconds() {
+        return Err(invalid_grant("the code has expired"));
+    }
+    if param(form, "redirect_uri") != Some(request.redirect_uri.as_str()) {
+        return Err(invalid_grant(
+            "redirect_uri must be the one of the authorization request",
+        ));
+    }
+    let verifier = param(form, "code_verifier")
+        .ok_or_else(|| invalid_grant("code_verifier is missing (PKCE is required)"))?;
+    let well_formed = (43..=128).contains(&verifier.len())
+        && verifier
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c));
+    let challenge = URL_SAFE_NO_PAD.encode(super::authorize::sha256(verifier));
+    if !well_formed || challenge != request.code_challenge {
+        return Err(invalid_grant(
+            "code_verifier does not match the code_challenge",
+        ));
+    }
+    let scopes = Scopes::parse(&request.scope);
+    let refresh_expires = refresh_lifetime(&scopes).map(|s| now_seconds() + s);
+    person_tokens(
+        state,
+        &client.client_id,
+        request.subject.as_deref().unwrap_or_default(),
+        request.fhir_user.as_deref(),
+        request.patient.as_deref(),
+        &scopes,
+        &request.id,
+        request.nonce.as_deref(),
+        refresh_expires,
+    )
+}
+
+/// A refresh token, rotated: the new one replaces it, within the original grant.
+fn refresh<S: AuthContext>(
+    state: &S,
+    form: &[(String, String)],
+    basic: Option<(String, String)>,
+) -> Result<Value, OAuthError> {
+    let client = app_client(state, form, basic)?;
+    let token = param(form, "refresh_token")
+        .ok_or_else(|| OAuthError::request("refresh_token is missing"))?;
+    let Some((row, replayed)) = state
+        .store()
+        .take_refresh(&super::authorize::sha256(token))?
+    else {
+        return Err(invalid_grant(
+            "the refresh token is not one this server issued",
+        ));
+    };
+    if replayed {
+        return Err(invalid_grant(
+            "the refresh token was used or withdrawn already; every token of this grant is revoked",
+        ));
+    }
+    if row.client_id != client.client_id {
+        state.store().revoke_family(&row.family)?;
+        return Err(invalid_grant(
+            "the refresh token was issued to another client",
+        ));
+    }
+    if row.expires <= now_seconds() {
+        return Err(invalid_grant("the refresh token has expired"));
+    }
+    let original = Scopes::parse(&row.scope);
+    let scopes = match param(form, "scope") {
+        // Never wider than the original grant.
+        Some(asked) => Scopes::parse(asked).within(&original),
+        None => original,
+    };
+    person_tokens(
+        state,
+        &client.client_id,
+        &row.subject,
+        row.fhir_user.as_deref(),
+        row.patient.as_deref(),
+        &scopes,
+        &row.family,
+        None,
+        Some(row.expires),
+    )
 }
 
 /// SMART Backend Services: a `private_key_jwt` assertion for `system/` scopes.
@@ -341,6 +603,7 @@ fn client_credentials<S: AuthContext>(
             patient: None,
             scopes: granted.clone(),
             lifetime_seconds: MAX_SYSTEM_TOKEN_SECONDS,
+            origin: None,
         },
     )?;
     Ok(json!({

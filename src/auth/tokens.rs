@@ -43,6 +43,8 @@ pub struct NewGrant {
     pub patient: Option<String>,
     pub scopes: Scopes,
     pub lifetime_seconds: i64,
+    /// The authorization request or refresh-token family it comes from.
+    pub origin: Option<String>,
 }
 
 /// A token handed out.
@@ -115,6 +117,7 @@ impl Authority {
             issued: now,
             expires: now + lifetime,
             revoked: None,
+            origin: grant.origin.clone(),
         })?;
         let mut claims = json!({
             "iss": self.issuer,
@@ -137,6 +140,32 @@ impl Authority {
             expires_in: lifetime,
             jti,
         })
+    }
+
+    /// An OpenID Connect id_token for `client_id` (RS256, as SMART requires), naming the
+    /// signed-in person's FHIR resource in `fhirUser`.
+    pub fn id_token(
+        &self,
+        client_id: &str,
+        subject: &str,
+        fhir_user: Option<&str>,
+        nonce: Option<&str>,
+    ) -> String {
+        let now = now_seconds();
+        let mut claims = json!({
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": client_id,
+            "iat": now,
+            "exp": now + MAX_ACCESS_TOKEN_SECONDS,
+        });
+        if let Some(user) = fhir_user {
+            claims["fhirUser"] = Value::from(format!("{}/{user}", self.issuer));
+        }
+        if let Some(nonce) = nonce {
+            claims["nonce"] = Value::from(nonce);
+        }
+        self.key.sign("JWT", &claims)
     }
 
     /// The caller `token` stands for, if it is one of this server's access tokens, unexpired

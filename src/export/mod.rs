@@ -333,7 +333,7 @@ impl Worker {
     fn run(self) {
         let mut last_purge: Option<Instant> = None;
         loop {
-            if last_purge.map_or(true, |t| t.elapsed() >= PURGE_EVERY) {
+            if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
                 self.purge();
                 last_purge = Some(Instant::now());
             }

@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::access::{self, Caller, Decision, Operation};
 use crate::auth::TokenError;
+use crate::interaction::error::Challenge;
 
 /// Who a request was found to come from.
 #[derive(Clone)]
@@ -66,7 +67,7 @@ async fn identify(req: &ServiceRequest) -> Result<Option<Identity>, ApiError> {
         web::block(move || worker.authority.verify(&worker.store, &token)).await?
     }
     .map_err(|e| match e {
-        TokenError::Invalid(message) => ApiError::unauthorized("invalid_token", message),
+        TokenError::Invalid(message) => ApiError::unauthorized(Challenge::InvalidToken, message),
         TokenError::Store(e) => e.into(),
     })?;
     Ok(Some(Identity::Caller(caller)))
@@ -75,7 +76,7 @@ async fn identify(req: &ServiceRequest) -> Result<Option<Identity>, ApiError> {
 fn bearer_token(req: &ServiceRequest) -> Result<String, ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Err(ApiError::unauthorized(
-            "",
+            Challenge::Missing,
             "this server needs an access token: send 'Authorization: Bearer <token>' (see \
              /.well-known/smart-configuration, or `carnet token` for operators)",
         ));
@@ -88,7 +89,7 @@ fn bearer_token(req: &ServiceRequest) -> Result<String, ApiError> {
             Ok(token.trim().to_string())
         }
         _ => Err(ApiError::unauthorized(
-            "invalid_request",
+            Challenge::InvalidRequest,
             "the Authorization header must be 'Bearer <token>'",
         )),
     }

@@ -21,18 +21,17 @@ impl ResponseError for ApiError {
         }
         let mut response = HttpResponse::build(self.status);
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON)));
-        if let Some(error) = self.challenge {
+        if let Some(challenge) = self.challenge {
             let description = self
                 .issues
                 .first()
                 .map(|i| i.diagnostics.replace(['"', '\\'], "'"))
                 .unwrap_or_default();
-            let challenge = if error.is_empty() {
-                "Bearer realm=\"carnet\"".to_string()
-            } else {
-                format!(
+            let challenge = match challenge.error() {
+                None => "Bearer realm=\"carnet\"".to_string(),
+                Some(error) => format!(
                     "Bearer realm=\"carnet\", error=\"{error}\", error_description=\"{description}\""
-                )
+                ),
             };
             if let Ok(value) = HeaderValue::from_str(&challenge) {
                 response.insert_header((header::WWW_AUTHENTICATE, value));

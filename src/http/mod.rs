@@ -30,15 +30,21 @@ pub struct AppState {
     pub authority: crate::auth::Authority,
     /// `false` only with `--insecure-no-auth`.
     pub require_auth: bool,
+    /// The upstream identity providers people sign in with.
+    pub providers: crate::auth::upstream::Providers,
 }
 
 impl crate::auth::AuthContext for AppState {
-    fn store(&self) -> &Store {
-        &self.services.store
+    fn services(&self) -> &Services {
+        &self.services
     }
 
     fn authority(&self) -> &crate::auth::Authority {
         &self.authority
+    }
+
+    fn providers(&self) -> &crate::auth::upstream::Providers {
+        &self.providers
     }
 }
 

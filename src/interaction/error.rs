@@ -21,8 +21,27 @@ pub struct ApiError {
     /// The database gave up the work because of concurrent transactions (a deadlock or a
     /// serialization failure): running it again may succeed.
     pub transient: bool,
-    /// For 401: the RFC 6750 error code of the `WWW-Authenticate` challenge.
-    pub challenge: Option<&'static str>,
+    /// For 401: what the `WWW-Authenticate` challenge says.
+    pub challenge: Option<Challenge>,
+}
+
+/// RFC 6750's error of a 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// No token was sent: the challenge carries no error.
+    Missing,
+    InvalidToken,
+    InvalidRequest,
+}
+
+impl Challenge {
+    pub fn error(self) -> Option<&'static str> {
+        match self {
+            Challenge::Missing => None,
+            Challenge::InvalidToken => Some("invalid_token"),
+            Challenge::InvalidRequest => Some("invalid_request"),
+        }
+    }
 }
 
 impl ApiError {
@@ -74,16 +93,15 @@ impl ApiError {
         }
     }
 
-    /// 401: no usable access token. `error` is RFC 6750's code (`invalid_token`,
-    /// `invalid_request`), empty when no token was sent at all.
-    pub fn unauthorized(error: &'static str, diagnostics: impl Into<String>) -> ApiError {
-        let code = if error.is_empty() {
+    /// 401: no usable access token.
+    pub fn unauthorized(challenge: Challenge, diagnostics: impl Into<String>) -> ApiError {
+        let code = if challenge == Challenge::Missing {
             "login"
         } else {
             "security"
         };
         let mut e = ApiError::new(StatusCode::UNAUTHORIZED, Issue::error(code, diagnostics));
-        e.challenge = Some(error);
+        e.challenge = Some(challenge);
         e
     }
 

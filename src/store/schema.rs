@@ -246,6 +246,44 @@ diesel::table! {
         issued -> BigInt,
         expires -> BigInt,
         revoked -> Nullable<BigInt>,
+        origin -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    auth_request (id) {
+        id -> Text,
+        client_id -> Text,
+        redirect_uri -> Text,
+        scope -> Text,
+        state -> Nullable<Text>,
+        nonce -> Nullable<Text>,
+        code_challenge -> Text,
+        provider -> Nullable<Text>,
+        upstream_verifier -> Nullable<Text>,
+        upstream_nonce -> Nullable<Text>,
+        subject -> Nullable<Text>,
+        fhir_user -> Nullable<Text>,
+        patient -> Nullable<Text>,
+        code_sha256 -> Nullable<Binary>,
+        code_used -> Nullable<BigInt>,
+        expires -> BigInt,
+    }
+}
+
+diesel::table! {
+    refresh_token (token_sha256) {
+        token_sha256 -> Binary,
+        client_id -> Text,
+        subject -> Text,
+        fhir_user -> Nullable<Text>,
+        patient -> Nullable<Text>,
+        scope -> Text,
+        issued -> BigInt,
+        expires -> BigInt,
+        used -> Nullable<BigInt>,
+        revoked -> Nullable<BigInt>,
+        family -> Text,
     }
 }
 

@@ -478,7 +478,7 @@ pub fn parse_reference(text: &str) -> Option<(&str, &str, Option<&str>)> {
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
     };
-    (is_type && is_id(id) && version.map_or(true, is_id)).then_some((ty, id, version))
+    (is_type && is_id(id) && version.is_none_or(is_id)).then_some((ty, id, version))
 }
 
 fn reference_value(text: &str, declared_type: Option<String>) -> Option<IndexValue> {

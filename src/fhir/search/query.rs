@@ -689,9 +689,7 @@ fn decimal_syntax(text: &str) -> bool {
         Some((int, frac)) => all_digits(int) && all_digits(frac),
         None => all_digits(mantissa),
     };
-    let exponent_ok = exponent.map_or(true, |e| {
-        all_digits(e.strip_prefix(['+', '-']).unwrap_or(e))
-    });
+    let exponent_ok = exponent.is_none_or(|e| all_digits(e.strip_prefix(['+', '-']).unwrap_or(e)));
     mantissa_ok && exponent_ok
 }
 

@@ -244,7 +244,7 @@ fn base64(s: &str) -> Result<(), String> {
     if padding > 2 {
         return Err("base64 ends with at most two '=' padding characters".into());
     }
-    if count % 4 != 0 {
+    if !count.is_multiple_of(4) {
         return Err(format!(
             "base64 comes in groups of 4 characters, this has {count} (check for truncation or missing '=' padding)"
         ));
@@ -339,7 +339,9 @@ fn digits(s: &[u8], n: usize) -> Option<u32> {
 
 fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,

@@ -96,7 +96,7 @@ pub async fn everything(
     let patient = id.clone();
     let store = state.clone();
     let exists = web::block(move || store.store.read(&scope, "Patient", &patient)).await??;
-    if !exists.is_some_and(|p| !p.deleted) {
+    if exists.is_none_or(|p| p.deleted) {
         return Err(ApiError::not_found(format!("Patient/{id} does not exist")));
     }
     let target = Target::Everything {

@@ -365,6 +365,14 @@ pub(super) async fn readable(
     res_type: &str,
     res_id: &str,
 ) -> Result<AccessScope, ApiError> {
+    // The signed-in person's own resource (`fhirUser`) reads back with their token, whatever
+    // its resource scopes: SMART apps learn who signed in that way.
+    if let Some(caller) = crate::http::caller::caller(req)? {
+        let own = caller.fhir_user.as_deref() == Some(&format!("{res_type}/{res_id}"));
+        if own && caller.scopes.has("fhirUser") {
+            return Ok(AccessScope::everything());
+        }
+    }
     let decision = decide(req, Operation::Read, res_type)?;
     if decision.filter.is_empty() {
         return Ok(decision.scope);

@@ -421,7 +421,7 @@ impl Store {
                     include
                         .target_type
                         .as_ref()
-                        .map_or(true, |t| *t == s.res_type)
+                        .is_none_or(|t| *t == s.res_type)
                 })
                 .collect();
             if targets.is_empty() {
