@@ -413,3 +413,26 @@ def test_people_see_and_withdraw_the_apps_they_authorised(smart):
     assert smart.get(body["access_token"], "Patient/alice").status_code == 401
     r = smart.token(grant_type="refresh_token", refresh_token=body["refresh_token"], client_id="app")
     assert r.status_code == 400
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists(),
+                    reason="Debian's chromium is needed")
+def test_a_person_signs_in_with_a_real_browser(smart):
+    """The pages work as a person sees them: headless Chromium clicks through every one."""
+    verifier, challenge = pkce()
+    params = smart.authorize_params(challenge, scope=PATIENT_APP)
+    url = f"{smart.root}/auth/authorize?" + requests.compat.urlencode(params)
+    run = subprocess.run(
+        ["node", str(IDP_DIR / "browser.mjs"), url, APP_REDIRECT, "899700218896", ALICE_INS,
+         str(smart.workdir)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["user"].startswith("Practitioner/")
+    answer = {k: v[0] for k, v in parse_qs(urlsplit(result["url"]).query).items()}
+    assert answer["state"] == params["state"]
+    body = smart.exchange(answer["code"], verifier).json()
+    assert body["patient"] == "alice"
+    assert smart.get(body["access_token"], "Observation/w-alice").status_code == 200
+    assert (smart.workdir / "consent.png").stat().st_size > 0

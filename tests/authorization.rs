@@ -108,7 +108,10 @@ backend_tests! {
         let anonymous = server.request("GET", "/Patient").anonymous().send();
         anonymous.outcome(401);
         assert!(anonymous.header("www-authenticate").unwrap().starts_with("Bearer"));
-        assert_eq!(server.request("GET", "/metadata").anonymous().send().status, 200);
+        let metadata = server.request("GET", "/metadata").anonymous().send().ok_json();
+        let security = &metadata["rest"][0]["security"];
+        assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
+        assert!(security["extension"][0]["extension"].as_array().unwrap().iter().any(|e| e["url"] == "token"));
         let root = server.base.trim_end_matches("/fhir");
         let discovery = server
             .request("GET", &format!("{root}/.well-known/smart-configuration"))

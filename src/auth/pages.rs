@@ -61,14 +61,15 @@ pub fn problem(status: StatusCode, title: &str, message: &str) -> HttpResponse {
 
 /// What a scope lets an app do, in words.
 pub fn describe_scope(scope: &str) -> String {
+    match scope {
+        "openid" | "fhirUser" | "profile" => return "know who you are".into(),
+        "launch/patient" => return "work on one patient's record".into(),
+        "offline_access" => return "keep access after you leave, until you withdraw it".into(),
+        "online_access" => return "keep access while you are signed in".into(),
+        _ => {}
+    }
     let Some((level, rest)) = scope.split_once('/') else {
-        return match scope {
-            "openid" | "fhirUser" | "profile" => "know who you are".into(),
-            "launch/patient" => "work on one patient's record".into(),
-            "offline_access" => "keep access after you leave, until you withdraw it".into(),
-            "online_access" => "keep access while you are signed in".into(),
-            other => other.into(),
-        };
+        return scope.into();
     };
     let (ty, letters) = rest.split_once('.').unwrap_or((rest, ""));
     let letters = letters.split('?').next().unwrap_or("");

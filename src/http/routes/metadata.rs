@@ -19,7 +19,11 @@ pub async fn capability_statement(
     let params = Params::parse(&req)?;
     params.reject_unknown(&req, &["mode"])?;
     let reply = reply_format(&req, params.get("_format"))?;
-    let body = build(&state.base_url, &state.search.current()).to_string();
+    let mut statement = build(&state.base_url, &state.search.current());
+    if state.require_auth {
+        statement["rest"][0]["security"] = security(state.authority.urls());
+    }
+    let body = statement.to_string();
     Ok(HttpResponse::Ok()
         .content_type(reply.content_type())
         .body(body))
@@ -53,6 +57,32 @@ fn bulk_operations(code: &str) -> Vec<Value> {
     } else {
         Vec::new()
     }
+}
+
+/// `rest.security`: SMART on FHIR, with the endpoints a client needs (SMART App Launch's
+/// `oauth-uris` extension; `.well-known/smart-configuration` says more).
+fn security(urls: &crate::auth::Urls) -> Value {
+    let uri = |name: &str, url: &str| json!({"url": name, "valueUri": url});
+    json!({
+        "cors": true,
+        "service": [{
+            "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "code": "SMART-on-FHIR"
+            }],
+            "text": "OAuth2 using SMART-on-FHIR profile (see .well-known/smart-configuration)"
+        }],
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                uri("authorize", &urls.authorize),
+                uri("token", &urls.token),
+                uri("introspect", &urls.introspect),
+                uri("revoke", &urls.revoke),
+                uri("manage", &urls.manage),
+            ]
+        }]
+    })
 }
 
 pub fn build(base_url: &str, params: &SearchParams) -> Value {
