@@ -32,13 +32,15 @@ def export(server, types):
     conn = http.client.HTTPConnection(host, int(port), timeout=600)
     query = f"?_type={types}" if types else ""
     started = time.monotonic()
-    conn.request("GET", f"/fhir/$export{query}", headers={"Prefer": "respond-async", "Accept": "application/fhir+json"})
+    auth = {"Authorization": f"Bearer {server.token}"}
+    conn.request("GET", f"/fhir/$export{query}",
+                 headers={"Prefer": "respond-async", "Accept": "application/fhir+json", **auth})
     response = conn.getresponse()
     response.read()
     assert response.status == 202, response.status
     status_path = "/fhir" + response.getheader("Content-Location").split("/fhir", 1)[1]
     while True:
-        conn.request("GET", status_path)
+        conn.request("GET", status_path, headers=auth)
         response = conn.getresponse()
         body = response.read()
         if response.status == 200:

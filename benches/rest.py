@@ -63,12 +63,24 @@ class Server:
         self.addr = line.rsplit("/", 1)[1]
         host, port = self.addr.split(":")
         self.conn = http.client.HTTPConnection(host, int(port))
+        self.token = None
         while self.request("GET", "/health")[0] != 200:
             time.sleep(0.005)
         self.startup_seconds = time.monotonic() - started
+        if "--insecure-no-auth" not in extra_args:
+            self.token = self.issue_token("system/*.cruds")
+
+    def issue_token(self, scope):
+        """An operator's token from `carnet token` (authorization is on by default)."""
+        return subprocess.run(
+            [BINARY, "token", "--database-url", self.database_url, "--base-url",
+             f"http://{self.addr}/fhir", "--scope", scope],
+            check=True, capture_output=True, text=True).stdout.strip()
 
     def request(self, method, path, body=None):
         headers = {"Content-Type": "application/fhir+json"} if body else {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         self.conn.request(method, path, body=body, headers=headers)
         response = self.conn.getresponse()
         return response.status, response.read()
@@ -85,8 +97,10 @@ class Server:
         self.proc.wait(timeout=30)
 
 
-def oha(url, duration, connections, method="GET", body=None):
+def oha(url, duration, connections, method="GET", body=None, token=None):
     cmd = ["oha", "-z", f"{duration}s", "-c", str(connections), "--no-tui", "--output-format", "json"]
+    if token:
+        cmd += ["-H", f"Authorization: Bearer {token}"]
     if method != "GET":
         cmd += ["-m", method, "-T", "application/fhir+json", "-d", body]
     cmd.append(url)
@@ -101,7 +115,9 @@ def oha(url, duration, connections, method="GET", body=None):
         "p50_ms": pct["p50"] * 1000,
         "p99_ms": pct["p99"] * 1000,
         "codes": codes,
-        "command": " ".join("BODY" if body is not None and part == body else part for part in cmd[:-1]),
+        "command": " ".join("BODY" if body is not None and part == body
+                            else "'Authorization: Bearer TOKEN'" if token and part.endswith(token)
+                            else part for part in cmd[:-1]),
     }
 
 
@@ -123,8 +139,8 @@ def run_backend(name, database_url, args):
     status, body = server.request("PUT", "/fhir/Patient/bench-patient", json.dumps({**json.loads(patient(0)), "id": "bench-patient"}))
     assert status in (200, 201), body
     base = f"http://{server.addr}/fhir"
-    read = oha(f"{base}/Patient/bench-patient", args.duration, args.connections)
-    create = oha(f"{base}/Observation", args.duration, args.connections, "POST", WEIGHT)
+    read = oha(f"{base}/Patient/bench-patient", args.duration, args.connections, token=server.token)
+    create = oha(f"{base}/Observation", args.duration, args.connections, "POST", WEIGHT, token=server.token)
     loaded = server.rss_mib()
     server.stop()
     return {

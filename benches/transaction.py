@@ -68,7 +68,7 @@ def run_backend(name, database_url, body, args):
     status, answer = server.request("POST", "/fhir", body)
     assert status == 200, (status, answer[:500])
     base = f"http://{server.addr}/fhir"
-    result = rest.oha(base, args.duration, args.connections, "POST", body)
+    result = rest.oha(base, args.duration, args.connections, "POST", body, token=server.token)
     # Prefer: return=minimal is what a loader sends; compare with the default too.
     server.stop()
     ok = result["codes"].get("200", 0)
