@@ -436,3 +436,13 @@ def test_a_person_signs_in_with_a_real_browser(smart):
     assert body["patient"] == "alice"
     assert smart.get(body["access_token"], "Observation/w-alice").status_code == 200
     assert (smart.workdir / "consent.png").stat().st_size > 0
+
+
+def test_revoking_a_refresh_token_ends_its_grant(smart):
+    code, verifier, _ = smart.code()
+    body = smart.exchange(code, verifier).json()
+    r = requests.post(f"{smart.root}/auth/revoke", data={"token": body["refresh_token"]}, timeout=30)
+    assert r.status_code == 200
+    r = smart.token(grant_type="refresh_token", refresh_token=body["refresh_token"], client_id="app")
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    assert smart.get(body["access_token"], "Patient/alice").status_code == 401

@@ -59,6 +59,28 @@ pub fn sha256(text: &str) -> Vec<u8> {
         .to_vec()
 }
 
+/// A request of `client_id` that nobody has signed in to yet.
+fn new_request(client_id: &str, redirect_uri: &str) -> AuthRequestRow {
+    AuthRequestRow {
+        id: random_token(),
+        client_id: client_id.to_string(),
+        redirect_uri: redirect_uri.to_string(),
+        scope: String::new(),
+        state: None,
+        nonce: None,
+        code_challenge: String::new(),
+        provider: None,
+        upstream_verifier: None,
+        upstream_nonce: None,
+        subject: None,
+        fhir_user: None,
+        patient: None,
+        code_sha256: None,
+        code_used: None,
+        expires: now_seconds() + REQUEST_SECONDS,
+    }
+}
+
 fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
     log::error!("authorization flow: {e}");
     problem(
@@ -168,24 +190,9 @@ async fn authorize<S: AuthContext>(
             "The redirect_uri is missing or is not one this application registered.",
         );
     };
-    let mut request = AuthRequestRow {
-        id: random_token(),
-        client_id: client.client_id.clone(),
-        redirect_uri,
-        scope: String::new(),
-        state: get("state"),
-        nonce: get("nonce"),
-        code_challenge: String::new(),
-        provider: None,
-        upstream_verifier: None,
-        upstream_nonce: None,
-        subject: None,
-        fhir_user: None,
-        patient: None,
-        code_sha256: None,
-        code_used: None,
-        expires: now_seconds() + REQUEST_SECONDS,
-    };
+    let mut request = new_request(&client.client_id, &redirect_uri);
+    request.state = get("state");
+    request.nonce = get("nonce");
     let issuer = state.authority().issuer().to_string();
     let refuse = |request: &AuthRequestRow, error: &str, description: &str| {
         back_to_app(
@@ -648,24 +655,7 @@ async fn session<S: AuthContext>(
 
 async fn manage<S: AuthContext>(req: HttpRequest, state: web::Data<S>) -> HttpResponse {
     let Some(session) = session(&req, &state).await else {
-        let request = AuthRequestRow {
-            id: random_token(),
-            client_id: MANAGE.into(),
-            redirect_uri: "/auth/manage".into(),
-            scope: String::new(),
-            state: None,
-            nonce: None,
-            code_challenge: String::new(),
-            provider: None,
-            upstream_verifier: None,
-            upstream_nonce: None,
-            subject: None,
-            fhir_user: None,
-            patient: None,
-            code_sha256: None,
-            code_used: None,
-            expires: now_seconds() + REQUEST_SECONDS,
-        };
+        let request = new_request(MANAGE, "/auth/manage");
         let row = request.clone();
         let worker = state.clone();
         if let Err(e) = web::block(move || worker.store().save_auth_request(&row)).await {

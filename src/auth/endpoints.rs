@@ -117,6 +117,21 @@ impl actix_web::ResponseError for OAuthError {
     }
 }
 
+/// A 200 JSON answer that no cache may keep.
+fn no_store_json(value: &Value) -> HttpResponse {
+    let mut ok = HttpResponse::Ok();
+    no_store(&mut ok);
+    ok.json(value)
+}
+
+/// The `token` of an introspection or revocation form.
+fn token_param(req: &HttpRequest, body: &[u8]) -> Result<String, OAuthError> {
+    let form = form(req, body)?;
+    Ok(param(&form, "token")
+        .ok_or_else(|| OAuthError::request("token is missing"))?
+        .to_string())
+}
+
 fn no_store(response: &mut actix_web::HttpResponseBuilder) {
     response
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -274,9 +289,7 @@ async fn token<S: AuthContext>(
             let worker = state.clone();
             let response =
                 web::block(move || client_credentials(&**worker, &form, basic)).await??;
-            let mut ok = HttpResponse::Ok();
-            no_store(&mut ok);
-            Ok(ok.json(response))
+            Ok(no_store_json(&response))
         }
         "authorization_code" | "refresh_token" => {
             let worker = state.clone();
@@ -288,9 +301,7 @@ async fn token<S: AuthContext>(
                 }
             })
             .await??;
-            let mut ok = HttpResponse::Ok();
-            no_store(&mut ok);
-            Ok(ok.json(response))
+            Ok(no_store_json(&response))
         }
         other => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
@@ -621,10 +632,7 @@ async fn introspect<S: AuthContext>(
     body: web::Bytes,
     state: web::Data<S>,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = form(&req, &body)?;
-    let token = param(&form, "token")
-        .ok_or_else(|| OAuthError::request("token is missing"))?
-        .to_string();
+    let token = token_param(&req, &body)?;
     let worker = state.clone();
     let answer = web::block(move || {
         let authority = worker.authority();
@@ -658,9 +666,7 @@ async fn introspect<S: AuthContext>(
         }
     })
     .await??;
-    let mut ok = HttpResponse::Ok();
-    no_store(&mut ok);
-    Ok(ok.json(answer))
+    Ok(no_store_json(&answer))
 }
 
 /// RFC 7009: the token stops working on every node at the next request. Answers 200 whether or
@@ -670,14 +676,14 @@ async fn revoke<S: AuthContext>(
     body: web::Bytes,
     state: web::Data<S>,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = form(&req, &body)?;
-    let token = param(&form, "token")
-        .ok_or_else(|| OAuthError::request("token is missing"))?
-        .to_string();
+    let token = token_param(&req, &body)?;
     let worker = state.clone();
+    // An access token of this server, or else perhaps a refresh token.
     web::block(move || match worker.authority().token_id(&token) {
         Some(jti) => worker.store().revoke_grant(&jti, None).map(|_| ()),
-        None => Ok(()),
+        None => worker
+            .store()
+            .revoke_refresh(&super::authorize::sha256(&token)),
     })
     .await??;
     let mut ok = HttpResponse::Ok();

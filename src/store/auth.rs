@@ -282,6 +282,19 @@ impl Store {
         Ok(taken)
     }
 
+    /// Revokes the refresh token `token_sha256`, if it is one, with its family.
+    pub fn revoke_refresh(&self, token_sha256: &[u8]) -> Result<(), StoreError> {
+        let family: Option<String> = refresh_token::table
+            .filter(refresh_token::token_sha256.eq(token_sha256))
+            .select(refresh_token::family)
+            .first(&mut *self.conn()?)
+            .optional()?;
+        match family {
+            Some(family) => self.revoke_family(&family),
+            None => Ok(()),
+        }
+    }
+
     /// Revokes a refresh-token family and the access tokens it gave.
     pub fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
         let now = now_seconds();
