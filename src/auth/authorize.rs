@@ -426,7 +426,8 @@ async fn callback<S: AuthContext>(
         }
         Err(e) => return unavailable(e),
     };
-    request.subject = Some(person.subject.clone());
+    // Apps see the FHIR identity as the subject, never the national identifier.
+    request.subject = Some(person.fhir_user.clone());
     request.fhir_user = Some(person.fhir_user.clone());
     // One-time use of the upstream secrets.
     request.upstream_verifier = None;

@@ -27,7 +27,7 @@ pub struct IdentityError(pub String);
 pub struct Person {
     /// `Practitioner/ID` or `Patient/ID`.
     pub fhir_user: String,
-    /// The national identifier, `system|value`: the token's subject.
+    /// The national identifier, `system|value` (for the operator's log, never for apps).
     pub subject: String,
 }
 
