@@ -21,10 +21,22 @@ use crate::store::{Prepared, Prior, WriteError, WriteMethod, WriteTarget, Writte
 pub fn check_type(res_type: &str) -> Result<(), ApiError> {
     if served::is_served(res_type) {
         Ok(())
+    } else if let Some(why) = served::refusal(res_type) {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            Issue::error(
+                "not-supported",
+                format!("this server does not store {res_type} resources: {why}"),
+            ),
+        ))
     } else {
         Err(ApiError::not_found(format!(
-            "unknown or unsupported resource type {res_type:?}; this server serves: {}",
-            served::served_types().join(", ")
+            "{res_type:?} is not an R4 resource type; this server serves every R4 type but {}",
+            served::refused_types()
+                .iter()
+                .map(|(ty, _)| *ty)
+                .collect::<Vec<_>>()
+                .join(", ")
         )))
     }
 }

@@ -85,10 +85,9 @@ pub async fn everything(
         types.retain(|t| wanted.contains(t));
     }
     // Everything the page's resources reference comes with them (practitioners,
-    // organisations, binaries...), as far as the scope lets the caller see it.
-    for ty in &types {
-        pairs.push(("_include".to_string(), format!("{ty}:*")));
-    }
+    // organisations, binaries...), as far as the scope lets the caller see it: `*` is every
+    // reference of every searched type (one parameter, whatever the number of types).
+    pairs.push(("_include".to_string(), "*".to_string()));
     let patient = id.clone();
     let scope = super::resource::scope(&req);
     let store = state.clone();
