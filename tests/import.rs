@@ -500,3 +500,59 @@ fn conditional_references_to_later_files_resolve() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// A line whose patient is named by INS only is attached to the Patient holding it, whether
+/// that Patient comes earlier in the same batch or was imported before; an INS nobody holds
+/// is a reject naming it, the other lines are written.
+#[test]
+fn lines_naming_their_patient_by_ins_are_attached_to_it() {
+    const INS: &str = "urn:oid:1.2.250.1.213.1.4.8";
+    let by_ins = |ins: &str, kg: f64| {
+        json!({"resourceType": "Observation", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+               "subject": {"identifier": {"system": INS, "value": ins}},
+               "valueQuantity": {"value": kg, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}})
+        .to_string()
+    };
+    for backend in BACKENDS {
+        let db = TestDatabase::new(backend);
+        let dir = temp_dir();
+        write_ndjson(
+            &dir.join("first.ndjson"),
+            &[json!({"resourceType": "Patient", "id": "p1",
+                     "identifier": [{"system": INS, "value": "279035121518989"}]})
+            .to_string()],
+        );
+        let out = import(&db, &[dir.join("first.ndjson").to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        write_ndjson(
+            &dir.join("second.ndjson"),
+            &[
+                by_ins("279035121518989", 61.0),
+                json!({"resourceType": "Patient", "id": "p2",
+                       "identifier": [{"system": INS, "value": "180017512345678"}]})
+                .to_string(),
+                by_ins("180017512345678", 80.0),
+                by_ins("100000000000000", 70.0),
+            ],
+        );
+        let out = import(&db, &[dir.join("second.ndjson").to_str().unwrap()], &[]);
+        let report = text(&out);
+        assert_eq!(out.status.code(), Some(3), "{report}");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(stdout.contains("3 written, 1 rejected"), "{report}");
+        assert!(stdout.contains("second.ndjson:4: "), "{report}");
+        assert!(stdout.contains("100000000000000"), "{report}");
+        let server = Server::start_on(db, &[], &[]);
+        assert_eq!(total(&server, "Patient/p1/Observation"), 1);
+        assert_eq!(total(&server, "Patient/p2/Observation"), 1);
+        assert_eq!(total(&server, "Observation"), 2);
+        let o = server.get("/Patient/p2/Observation").ok_json();
+        assert_eq!(
+            o["entry"][0]["resource"]["subject"],
+            json!({"reference": "Patient/p2", "identifier": {"system": INS, "value": "180017512345678"}})
+        );
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -4,6 +4,7 @@ pub mod compartment;
 pub mod definitions;
 #[cfg(test)]
 pub(crate) mod hl7_examples;
+pub mod ins;
 pub mod instant;
 pub mod json;
 pub mod meta;

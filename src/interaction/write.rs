@@ -8,13 +8,13 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use serde_json::Value;
 
-use super::{ApiError, Services};
+use super::{by_identifier, ApiError, Services};
 use crate::access::AccessScope;
 use crate::fhir::outcome::Issue;
 use crate::fhir::patch::JsonPatch;
 use crate::fhir::search;
 use crate::fhir::unique::unique_identifiers;
-use crate::fhir::{compartment, json, meta, served, validate};
+use crate::fhir::{compartment, ins, json, meta, served, validate};
 use crate::store::search::index::IndexRows;
 use crate::store::{Prepared, Prior, WriteError, WriteMethod, WriteTarget, Written};
 
@@ -110,11 +110,20 @@ pub fn store_resource(
         must_be_new: method == WriteMethod::Post || create_only,
         needs_current_body: false,
     };
-    let mut prepare = resource_preparer(services, &mut resource, res_id)?;
-    services
-        .store
-        .write(scope, &target, &mut prepare)
-        .map_err(|e| create_only_error(create_only, &res_type, res_id, write_error(e)))
+    let refused = |e| create_only_error(create_only, &res_type, res_id, write_error(e));
+    if ins::ins_references(services.definitions, &resource).is_empty() {
+        let mut prepare = resource_preparer(services, &mut resource, res_id)?;
+        return services
+            .store
+            .write(scope, &target, &mut prepare)
+            .map_err(refused);
+    }
+    // A patient named by INS only: found, and the resource written, in one transaction.
+    services.store.transaction(|tx| {
+        by_identifier::attach(tx, services, scope, &mut resource)?;
+        let mut prepare = resource_preparer(services, &mut resource, res_id)?;
+        tx.write(scope, &target, &mut prepare).map_err(refused)
+    })
 }
 
 /// An update that had to create (`If-None-Match: *`) found the resource: that is the failed

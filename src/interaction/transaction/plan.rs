@@ -186,6 +186,12 @@ pub(super) fn plan_entry(
             ),
         ));
     }
+    let ins_references = match &op {
+        Op::Create { resource, .. } | Op::Update { resource, .. } => {
+            ins::ins_references(state.definitions, resource)
+        }
+        _ => Vec::new(),
+    };
     Ok(Planned {
         index: entry.index,
         full_url: entry.full_url,
@@ -201,6 +207,8 @@ pub(super) fn plan_entry(
         placeholders: Vec::new(),
         resolve_rank: 0,
         first_version: None,
+        ins_references,
+        ins_targets: Vec::new(),
     })
 }
 
