@@ -7,6 +7,7 @@ pub(crate) mod hl7_examples;
 pub mod ins;
 pub mod instant;
 pub mod json;
+pub mod measures;
 pub mod meta;
 pub mod outcome;
 pub mod patch;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::write::{check_id, check_type, derive, stamper, validate, write_error};
+use super::write::{business_rules, check_id, check_type, derive, stamper, validate, write_error};
 use super::{by_identifier, ApiError, Services};
 use crate::access::AccessScope;
 use crate::fhir::ins::{self, InsReference};
@@ -63,6 +63,7 @@ pub fn prepare(services: &Services, mut resource: Value) -> Result<PreparedWrite
             issues,
         ));
     }
+    business_rules(&mut resource)?;
     let ins = ins::ins_references(services.definitions, &resource);
     let (patients, index) = derive(services, &mut resource, &res_id)?;
     let first_version = FirstVersion::render(&mut resource, &res_id);

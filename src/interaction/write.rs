@@ -14,7 +14,7 @@ use crate::fhir::outcome::Issue;
 use crate::fhir::patch::JsonPatch;
 use crate::fhir::search;
 use crate::fhir::unique::unique_identifiers;
-use crate::fhir::{compartment, ins, json, meta, served, validate};
+use crate::fhir::{compartment, ins, json, measures, meta, served, validate};
 use crate::store::search::index::IndexRows;
 use crate::store::{Prepared, Prior, WriteError, WriteMethod, WriteTarget, Written};
 
@@ -75,6 +75,21 @@ pub fn validate(services: &Services, resource: &Value) -> Vec<Issue> {
     match search::custom::definitions(resource, &services.search.current()) {
         Ok(_) => Vec::new(),
         Err(issues) => issues,
+    }
+}
+
+/// The server's business rules on a resource that passed [`validate`]: the Mesures de santé
+/// rules of an Observation claiming one of its profiles (`fhir::measures`), which may convert
+/// its value to the profile's unit. 422 naming the element; the resource is then not stored.
+pub fn business_rules(resource: &mut Value) -> Result<(), ApiError> {
+    let issues = measures::check_and_convert(resource);
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::with_issues(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            issues,
+        ))
     }
 }
 
@@ -268,6 +283,7 @@ pub fn patch_preparer<'a>(
                 issues,
             ));
         }
+        business_rules(&mut patched)?;
         let patients =
             compartment::patient_compartments(services.definitions, &patched, &services.base_url);
         meta::stamp(&mut patched, res_id, version, last_updated);

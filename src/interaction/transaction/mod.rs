@@ -26,8 +26,8 @@ use super::bundle::{
 };
 use super::criteria::DEFAULT_COUNT;
 use super::criteria::{parse_criteria, query_error, several, shape, update_target};
+use super::write::{business_rules, create_only_error, stamper, write_error};
 use super::write::{check_id, check_type, check_version, derive, patch_preparer, patch_target};
-use super::write::{create_only_error, stamper, write_error};
 use super::{by_identifier, ApiError, Services};
 use crate::access::AccessScope;
 use crate::fhir::ins::{self, InsReference};
