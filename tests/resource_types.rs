@@ -348,7 +348,14 @@ fn a_full_synthea_patient_loads_as_transactions() {
                     .entry(e["resource"]["resourceType"].as_str().unwrap().to_string())
                     .or_default() += 1;
             }
+            let started = std::time::Instant::now();
             let response = server.post("", &bundle);
+            eprintln!(
+                "{backend:?}: {} ({} entries) in {:?}",
+                file.display(),
+                bundle["entry"].as_array().unwrap().len(),
+                started.elapsed()
+            );
             let body = response.ok_json();
             for e in body["entry"].as_array().unwrap() {
                 let status = e["response"]["status"].as_str().unwrap();
