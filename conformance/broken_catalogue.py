@@ -412,8 +412,8 @@ CASES: list[Case] = [
     Case("unknown-type-put", PAT, (Set("/resourceType", "Foo"),), url_type="Foo", status=404, control=False),
     Case("unknown-type-lowercase-url", PAT, (), method="POST", url_type="patient", status=404,
          control=False),
-    Case("unserved-type-put", "Encounter-example.json", (), status=404, control=False,
-         note="Encounter is a FHIR type that this server does not serve"),
+    Case("refused-type-put", "OperationOutcome-101.json", (), status=404, control=False,
+         note="OperationOutcome is an R4 type that this server refuses to store (docs/resource-types.md)"),
     # --- wrong method (405) ------------------------------------------------------------------
     Case("post-on-instance", PAT, (), method="POST", path="{type}/{id}", status=405, control=False),
     Case("put-on-version", PAT, (), method="PUT", path="{type}/{id}/_history/1", status=405, control=False),

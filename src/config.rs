@@ -225,7 +225,7 @@ pub struct ServeArgs {
     #[arg(long, env = "CARNET_MAX_BODY_SIZE")]
     pub max_body_size: Option<usize>,
 
-    /// Most entries in one transaction or batch Bundle (more: 413) [default: 1000]
+    /// Most entries in one transaction or batch Bundle (more: 413) [default: 10000]
     #[arg(long, env = "CARNET_MAX_BUNDLE_ENTRIES")]
     pub max_bundle_entries: Option<usize>,
 
@@ -425,7 +425,7 @@ impl ServeArgs {
             max_bundle_entries: self
                 .max_bundle_entries
                 .or(file.max_bundle_entries)
-                .unwrap_or(1000)
+                .unwrap_or(10_000)
                 .max(1),
             workers: workers.map(|w| w.max(1)),
             export_dir: self.export_dir.clone().or(file.export_dir.clone()),

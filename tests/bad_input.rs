@@ -24,7 +24,7 @@ backend_tests! {
         post_raw("/Patient", br#"{"active":true}"#).outcome_at(400, "resourceType");
         server.post("/Patient", &json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}})).outcome_at(400, "resourceType");
         server.post("/Spaceship", &json!({"resourceType": "Spaceship"})).outcome(404);
-        server.post("/Medication", &json!({"resourceType": "Medication"})).outcome(404);
+        server.post("/Parameters", &json!({"resourceType": "Parameters"})).outcome(404);
         server.get("/Spaceship/1").outcome(404);
         // Validation, each naming the element.
         server.post("/Patient", &json!({"resourceType": "Patient", "colour": "blue"})).outcome_at(400, "Patient.colour");

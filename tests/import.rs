@@ -73,8 +73,8 @@ fn observation(id: Option<&str>, subject: &str, kg: &str) -> String {
     o.to_string()
 }
 
-/// A Synthea-like transaction Bundle: a Patient, an Encounter (a type this server does not
-/// serve) and an Observation referring to both by `urn:uuid:`.
+/// A Synthea-like transaction Bundle: a Patient, an Encounter and an Observation referring to
+/// both by `urn:uuid:`.
 fn transaction_bundle(family: &str) -> Value {
     let p = uuid::Uuid::new_v4();
     let e = uuid::Uuid::new_v4();
@@ -120,6 +120,9 @@ fn ndjson_bundles_and_directories_load_and_rejects_are_reported() {
                 "{\"resourceType\": \"Patient\", ".to_string(),
                 String::new(),
                 observation(None, "Patient/p1", "73.10"),
+                // A type this server refuses to store: left out and counted, not rejected.
+                json!({"resourceType": "Parameters", "parameter": [{"name": "x", "valueString": "y"}]})
+                    .to_string(),
             ],
         );
         std::fs::write(
@@ -146,11 +149,14 @@ fn ndjson_bundles_and_directories_load_and_rejects_are_reported() {
         let report = text(&out);
         assert_eq!(out.status.code(), Some(3), "{report}");
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(stdout.contains("7 written, 2 rejected"), "{report}");
+        assert!(stdout.contains("8 written, 2 rejected"), "{report}");
         assert!(stdout.contains("a.ndjson:4: "), "{report}");
         assert!(stdout.contains("1980-13-45"), "{report}");
         assert!(stdout.contains("a.ndjson:5: "), "{report}");
-        assert!(stdout.contains("Encounter 1"), "{report}");
+        assert!(
+            stdout.contains("not served, left out: Parameters 1"),
+            "{report}"
+        );
         let lines: Vec<Value> = std::fs::read_to_string(&rejects)
             .unwrap()
             .lines()
@@ -186,8 +192,7 @@ fn ndjson_bundles_and_directories_load_and_rejects_are_reported() {
             o["entry"][0]["resource"].to_string().contains("73.10"),
             "{o}"
         );
-        // The Bundle's urn:uuid references point at the created Patient; the Encounter,
-        // not served, was left out and its reference kept as Encounter/id.
+        // The Bundle's urn:uuid references point at the created Patient and Encounter.
         let found = server.get("/Patient?family=Urnuuid").ok_json();
         let id = found["entry"][0]["resource"]["id"]
             .as_str()
@@ -207,6 +212,13 @@ fn ndjson_bundles_and_directories_load_and_rejects_are_reported() {
             .as_str()
             .unwrap();
         assert!(encounter.starts_with("Encounter/"), "{encounter}");
+        let enc = server.get(&format!("/{encounter}")).ok_json();
+        assert_eq!(
+            enc["subject"]["reference"],
+            format!("Patient/{id}"),
+            "{enc}"
+        );
+        assert_eq!(total(&server, &format!("Encounter?patient={id}")), 1);
         // The compartment was computed: the Observation is in the Patient's.
         let everything = server.get(&format!("/Patient/{id}/Observation")).ok_json();
         assert_eq!(
@@ -260,9 +272,10 @@ fn an_interrupted_import_resumes_without_duplicates() {
         assert_eq!(total(&server, "Observation?subject=Patient/p2"), 20);
         assert_eq!(total(&server, "Patient?family=Resumed"), 1);
         assert_eq!(total(&server, "Observation"), 95 + 20 + 1);
-        // History: one version each, nothing written twice.
+        // History: one version each, nothing written twice (the Bundle's Patient, Encounter
+        // and Observation included).
         let versions = server.all_versions();
-        assert_eq!(versions.len(), 95 + 20 + 2, "{versions:?}");
+        assert_eq!(versions.len(), 95 + 20 + 3, "{versions:?}");
         assert!(
             versions.iter().all(|v| v.ends_with("@W/\"1\"")),
             "{versions:?}"
@@ -323,8 +336,9 @@ fn an_interrupted_parallel_import_resumes_without_duplicates() {
         assert_eq!(total(&server, "Patient?family=Round0"), 0);
         assert_eq!(total(&server, "Observation"), 150 + 4);
         let versions = server.all_versions();
-        // 150 + 4 Observations and 4 Bundle Patients at version 1; 20 Patients at 1, 2 and 3.
-        assert_eq!(versions.len(), 150 + 4 + 4 + 20 * 3, "{versions:?}");
+        // 150 + 4 Observations, 4 Bundle Patients and 4 Encounters at version 1; 20 Patients
+        // at 1, 2 and 3.
+        assert_eq!(versions.len(), 150 + 4 + 4 + 4 + 20 * 3, "{versions:?}");
         for i in 0..20 {
             for v in 1..=3 {
                 let version = format!("Patient/q{i}@W/\"{v}\"");
@@ -481,6 +495,62 @@ fn conditional_references_to_later_files_resolve() {
                 &format!("Patient?organization=Organization/{org_id}")
             ),
             1
+        );
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A line whose patient is named by INS only is attached to the Patient holding it, whether
+/// that Patient comes earlier in the same batch or was imported before; an INS nobody holds
+/// is a reject naming it, the other lines are written.
+#[test]
+fn lines_naming_their_patient_by_ins_are_attached_to_it() {
+    const INS: &str = "urn:oid:1.2.250.1.213.1.4.8";
+    let by_ins = |ins: &str, kg: f64| {
+        json!({"resourceType": "Observation", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+               "subject": {"identifier": {"system": INS, "value": ins}},
+               "valueQuantity": {"value": kg, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}})
+        .to_string()
+    };
+    for backend in BACKENDS {
+        let db = TestDatabase::new(backend);
+        let dir = temp_dir();
+        write_ndjson(
+            &dir.join("first.ndjson"),
+            &[json!({"resourceType": "Patient", "id": "p1",
+                     "identifier": [{"system": INS, "value": "279035121518989"}]})
+            .to_string()],
+        );
+        let out = import(&db, &[dir.join("first.ndjson").to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        write_ndjson(
+            &dir.join("second.ndjson"),
+            &[
+                by_ins("279035121518989", 61.0),
+                json!({"resourceType": "Patient", "id": "p2",
+                       "identifier": [{"system": INS, "value": "180017512345678"}]})
+                .to_string(),
+                by_ins("180017512345678", 80.0),
+                by_ins("100000000000000", 70.0),
+            ],
+        );
+        let out = import(&db, &[dir.join("second.ndjson").to_str().unwrap()], &[]);
+        let report = text(&out);
+        assert_eq!(out.status.code(), Some(3), "{report}");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(stdout.contains("3 written, 1 rejected"), "{report}");
+        assert!(stdout.contains("second.ndjson:4: "), "{report}");
+        assert!(stdout.contains("100000000000000"), "{report}");
+        let server = Server::start_on(db, &[], &[]);
+        assert_eq!(total(&server, "Patient/p1/Observation"), 1);
+        assert_eq!(total(&server, "Patient/p2/Observation"), 1);
+        assert_eq!(total(&server, "Observation"), 2);
+        let o = server.get("/Patient/p2/Observation").ok_json();
+        assert_eq!(
+            o["entry"][0]["resource"]["subject"],
+            json!({"reference": "Patient/p2", "identifier": {"system": INS, "value": "180017512345678"}})
         );
         drop(server);
         let _ = std::fs::remove_dir_all(&dir);

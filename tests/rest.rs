@@ -290,7 +290,7 @@ backend_tests! {
         assert_eq!(cs["resourceType"], "CapabilityStatement");
         assert_eq!(cs["fhirVersion"], "4.0.1");
         let resources = cs["rest"][0]["resource"].as_array().unwrap();
-        assert_eq!(resources.len(), 21);
+        assert_eq!(resources.len(), 144);
         let observation = resources.iter().find(|r| r["type"] == "Observation").unwrap();
         let codes: Vec<&str> = observation["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
         for code in ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"] {

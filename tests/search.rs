@@ -668,7 +668,7 @@ fn search_parameters_added_at_run_time(backend: common::Backend) {
         nothing.text()
     );
     assert_eq!(
-        server.post("/$reindex?_type=Medication", &json!({})).status,
+        server.post("/$reindex?_type=Parameters", &json!({})).status,
         400
     );
 

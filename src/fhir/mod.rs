@@ -4,8 +4,10 @@ pub mod compartment;
 pub mod definitions;
 #[cfg(test)]
 pub(crate) mod hl7_examples;
+pub mod ins;
 pub mod instant;
 pub mod json;
+pub mod measures;
 pub mod meta;
 pub mod outcome;
 pub mod patch;

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::write::{check_id, check_type, derive, stamper, validate, write_error};
-use super::{ApiError, Services};
+use super::write::{business_rules, check_id, check_type, derive, stamper, validate, write_error};
+use super::{by_identifier, ApiError, Services};
 use crate::access::AccessScope;
+use crate::fhir::ins::{self, InsReference};
 use crate::fhir::meta::{self, FirstVersion};
 use crate::fhir::unique::unique_identifiers;
 use crate::store::search::index::IndexRows;
@@ -29,6 +30,9 @@ pub struct PreparedWrite {
     /// The body as a first version, rendered while preparing (off the writer's thread);
     /// used when the resource turns out to be new.
     first_version: Option<FirstVersion>,
+    /// Patient references carrying only an INS: resolved by [`write_many`] in its
+    /// transaction, which then derives compartments and index rows again.
+    ins: Vec<InsReference>,
 }
 
 /// Checks and prepares `resource` as `PUT [type]/[its id]` would (`POST [type]` without an
@@ -59,6 +63,8 @@ pub fn prepare(services: &Services, mut resource: Value) -> Result<PreparedWrite
             issues,
         ));
     }
+    business_rules(&mut resource)?;
+    let ins = ins::ins_references(services.definitions, &resource);
     let (patients, index) = derive(services, &mut resource, &res_id)?;
     let first_version = FirstVersion::render(&mut resource, &res_id);
     Ok(PreparedWrite {
@@ -69,6 +75,7 @@ pub fn prepare(services: &Services, mut resource: Value) -> Result<PreparedWrite
         patients,
         index,
         first_version,
+        ins,
     })
 }
 
@@ -77,13 +84,18 @@ pub fn prepare(services: &Services, mut resource: Value) -> Result<PreparedWrite
 /// each item's outcome, in order; an `Err` of the whole is a database failure.
 pub fn write_many(
     tx: &mut Tx<'_>,
+    services: &Services,
     scope: &AccessScope,
     items: &mut [PreparedWrite],
 ) -> Result<Vec<Result<Written, ApiError>>, StoreError> {
+    let mut results: Vec<Option<Result<Written, ApiError>>> =
+        (0..items.len()).map(|_| None).collect();
+    attach_patients(tx, services, scope, items, &mut results)?;
     let named: Vec<(&str, &str)> = items
         .iter()
-        .filter(|w| w.method == WriteMethod::Put)
-        .map(|w| (w.res_type.as_str(), w.res_id.as_str()))
+        .zip(&results)
+        .filter(|(w, r)| r.is_none() && w.method == WriteMethod::Put)
+        .map(|(w, _)| (w.res_type.as_str(), w.res_id.as_str()))
         .collect();
     let existing = if named.is_empty() {
         Default::default()
@@ -95,6 +107,9 @@ pub fn write_many(
     let mut fresh: Vec<usize> = Vec::new();
     let mut updates: Vec<usize> = Vec::new();
     for (i, w) in items.iter().enumerate() {
+        if results[i].is_some() {
+            continue;
+        }
         let key = (w.res_type.clone(), w.res_id.clone());
         if !existing.contains(&key) && seen.insert(key) {
             fresh.push(i);
@@ -102,8 +117,6 @@ pub fn write_many(
             updates.push(i);
         }
     }
-    let mut results: Vec<Option<Result<Written, ApiError>>> =
-        (0..items.len()).map(|_| None).collect();
     for method in [WriteMethod::Post, WriteMethod::Put] {
         let group: Vec<usize> = fresh
             .iter()
@@ -133,6 +146,53 @@ pub fn write_many(
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(ApiError::internal("not written"))))
         .collect())
+}
+
+/// Attaches the items whose patient is named by INS only to the Patient holding it (one of
+/// `items`, else a stored one), then derives their compartments and index rows again; an
+/// item whose INS no Patient holds gets its error in `results` and is not written.
+fn attach_patients(
+    tx: &mut Tx<'_>,
+    services: &Services,
+    scope: &AccessScope,
+    items: &mut [PreparedWrite],
+    results: &mut [Option<Result<Written, ApiError>>],
+) -> Result<(), StoreError> {
+    for i in 0..items.len() {
+        if items[i].ins.is_empty() {
+            continue;
+        }
+        let refs = std::mem::take(&mut items[i].ins);
+        let nearby = |r: &InsReference| {
+            items
+                .iter()
+                .find(|w| ins::holds_identifier(&w.resource, &r.system, &r.value))
+                .map(|w| format!("Patient/{}", w.res_id))
+        };
+        let targets = match by_identifier::resolve(tx, services, scope, &refs, &nearby) {
+            Ok(targets) => targets,
+            Err(e) if e.status.is_server_error() => {
+                return Err(StoreError::Internal(format!("{e}")))
+            }
+            Err(e) => {
+                results[i] = Some(Err(e));
+                continue;
+            }
+        };
+        let w = &mut items[i];
+        for (r, target) in refs.iter().zip(&targets) {
+            ins::attach(&mut w.resource, r, target);
+        }
+        match derive(services, &mut w.resource, &w.res_id) {
+            Ok((patients, index)) => {
+                w.patients = patients;
+                w.index = index;
+                w.first_version = FirstVersion::render(&mut w.resource, &w.res_id);
+            }
+            Err(e) => results[i] = Some(Err(e)),
+        }
+    }
+    Ok(())
 }
 
 fn create_group(

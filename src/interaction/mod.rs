@@ -9,6 +9,7 @@
 
 pub mod bulk;
 pub mod bundle;
+pub mod by_identifier;
 pub mod criteria;
 pub mod error;
 pub mod search_params;

@@ -8,23 +8,35 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use serde_json::Value;
 
-use super::{ApiError, Services};
+use super::{by_identifier, ApiError, Services};
 use crate::access::AccessScope;
 use crate::fhir::outcome::Issue;
 use crate::fhir::patch::JsonPatch;
 use crate::fhir::search;
 use crate::fhir::unique::unique_identifiers;
-use crate::fhir::{compartment, json, meta, served, validate};
+use crate::fhir::{compartment, ins, json, measures, meta, served, validate};
 use crate::store::search::index::IndexRows;
 use crate::store::{Prepared, Prior, WriteError, WriteMethod, WriteTarget, Written};
 
 pub fn check_type(res_type: &str) -> Result<(), ApiError> {
     if served::is_served(res_type) {
         Ok(())
+    } else if let Some(why) = served::refusal(res_type) {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            Issue::error(
+                "not-supported",
+                format!("this server does not store {res_type} resources: {why}"),
+            ),
+        ))
     } else {
         Err(ApiError::not_found(format!(
-            "unknown or unsupported resource type {res_type:?}; this server serves: {}",
-            served::served_types().join(", ")
+            "{res_type:?} is not an R4 resource type; this server serves every R4 type but {}",
+            served::refused_types()
+                .iter()
+                .map(|(ty, _)| *ty)
+                .collect::<Vec<_>>()
+                .join(", ")
         )))
     }
 }
@@ -66,6 +78,21 @@ pub fn validate(services: &Services, resource: &Value) -> Vec<Issue> {
     }
 }
 
+/// The server's business rules on a resource that passed [`validate`]: the Mesures de santé
+/// rules of an Observation claiming one of its profiles (`fhir::measures`), which may convert
+/// its value to the profile's unit. 422 naming the element; the resource is then not stored.
+pub fn business_rules(resource: &mut Value) -> Result<(), ApiError> {
+    let issues = measures::check_and_convert(resource);
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::with_issues(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            issues,
+        ))
+    }
+}
+
 /// The search index rows of a validated resource; failing here is a defect, not bad input.
 pub fn index_rows(services: &Services, resource: &Value) -> Result<IndexRows, ApiError> {
     let params = services.search.current();
@@ -98,11 +125,20 @@ pub fn store_resource(
         must_be_new: method == WriteMethod::Post || create_only,
         needs_current_body: false,
     };
-    let mut prepare = resource_preparer(services, &mut resource, res_id)?;
-    services
-        .store
-        .write(scope, &target, &mut prepare)
-        .map_err(|e| create_only_error(create_only, &res_type, res_id, write_error(e)))
+    let refused = |e| create_only_error(create_only, &res_type, res_id, write_error(e));
+    if ins::ins_references(services.definitions, &resource).is_empty() {
+        let mut prepare = resource_preparer(services, &mut resource, res_id)?;
+        return services
+            .store
+            .write(scope, &target, &mut prepare)
+            .map_err(refused);
+    }
+    // A patient named by INS only: found, and the resource written, in one transaction.
+    services.store.transaction(|tx| {
+        by_identifier::attach(tx, services, scope, &mut resource)?;
+        let mut prepare = resource_preparer(services, &mut resource, res_id)?;
+        tx.write(scope, &target, &mut prepare).map_err(refused)
+    })
 }
 
 /// An update that had to create (`If-None-Match: *`) found the resource: that is the failed
@@ -247,6 +283,7 @@ pub fn patch_preparer<'a>(
                 issues,
             ));
         }
+        business_rules(&mut patched)?;
         let patients =
             compartment::patient_compartments(services.definitions, &patched, &services.base_url);
         meta::stamp(&mut patched, res_id, version, last_updated);

@@ -189,8 +189,8 @@ mod tests {
             problems(&sp)[0].starts_with("code: Patient already has a search parameter \"name\"")
         );
         let mut sp = birth_place();
-        sp["base"] = json!(["Patient", "Medication"]);
-        assert!(problems(&sp)[0].starts_with("base[1]: Medication is not a resource type"));
+        sp["base"] = json!(["Patient", "Parameters"]);
+        assert!(problems(&sp)[0].starts_with("base[1]: Parameters is not a resource type"));
         let mut sp = birth_place();
         sp["type"] = json!("composite");
         assert!(problems(&sp)[0].starts_with("type: search parameters of type"));

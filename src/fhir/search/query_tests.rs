@@ -1031,8 +1031,8 @@ fn chain_with_an_explicit_type() {
 
 #[test]
 fn chain_targets_are_those_having_the_inner_parameter() {
-    // Device, Group, Location, Patient: only Patient has `name`; Device, Group and Patient
-    // have `identifier` (of the served types); every type has `_id`.
+    // Device, Group, Location, Patient: Location and Patient have `name`; all four have
+    // `identifier`, and `_id`.
     let chain = |types: &[&str], inner: Clause| Clause::Chain {
         param: key("subject", ParamType::Reference),
         target_types: types.iter().map(|t| t.to_string()).collect(),
@@ -1041,7 +1041,7 @@ fn chain_targets_are_those_having_the_inner_parameter() {
     assert_eq!(
         one("Observation", "subject.name", "x"),
         chain(
-            &["Patient"],
+            &["Location", "Patient"],
             matching(
                 "name",
                 ParamType::String,
@@ -1052,7 +1052,7 @@ fn chain_targets_are_those_having_the_inner_parameter() {
     assert_eq!(
         one("Observation", "subject.identifier", "sys|1"),
         chain(
-            &["Device", "Group", "Patient"],
+            &["Device", "Group", "Location", "Patient"],
             matching(
                 "identifier",
                 ParamType::Token,

@@ -19,6 +19,7 @@ use crate::http::error::ApiError;
 use crate::http::negotiate::reply_format;
 use crate::http::request::{preconditions, prefer, version_header};
 use crate::http::AppState;
+use crate::interaction::by_identifier;
 use crate::interaction::criteria::{parse_criteria, several, update_target};
 use crate::interaction::write::create_only_error;
 use crate::store::conditional::{ConditionalError, Resolved};
@@ -80,6 +81,7 @@ pub(super) fn create_if_none_exist(
                     must_be_new: true,
                     needs_current_body: false,
                 };
+                by_identifier::attach(tx, state, scope, &mut resource)?;
                 let written = {
                     let mut prepare = resource_preparer(state, &mut resource, &id)?;
                     tx.write(scope, &target, &mut prepare)
@@ -154,6 +156,7 @@ pub async fn update(
                     must_be_new: created_at_body_id || create_only,
                     needs_current_body: false,
                 };
+                by_identifier::attach(tx, &worker, &scope, &mut resource)?;
                 let written = {
                     let mut prepare = resource_preparer(&worker, &mut resource, &id)?;
                     tx.write(&scope, &target, &mut prepare)

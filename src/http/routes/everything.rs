@@ -89,10 +89,9 @@ pub async fn everything(
     types.retain(|t| scope.allows_type(t));
     let scope = scope.without_types();
     // Everything the page's resources reference comes with them (practitioners,
-    // organisations, binaries...), as far as the scope lets the caller see it.
-    for ty in &types {
-        pairs.push(("_include".to_string(), format!("{ty}:*")));
-    }
+    // organisations, binaries...), as far as the scope lets the caller see it: `*` is every
+    // reference of every searched type (one parameter, whatever the number of types).
+    pairs.push(("_include".to_string(), "*".to_string()));
     let patient = id.clone();
     let store = state.clone();
     let exists = web::block(move || store.store.read(&scope, "Patient", &patient)).await??;

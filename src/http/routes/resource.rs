@@ -23,8 +23,8 @@ use crate::http::request::{
 use crate::http::response::{versioned, written, VersionInfo};
 use crate::http::AppState;
 pub(super) use crate::interaction::write::{
-    check_id, check_type, check_version, patch_preparer, patch_resource, patch_target,
-    resource_preparer, store_resource, validate, write_error,
+    business_rules, check_id, check_type, check_version, patch_preparer, patch_resource,
+    patch_target, resource_preparer, store_resource, validate, write_error,
 };
 use crate::store::{Deletion, Store, StoreError, WriteMethod, Written};
 
@@ -46,11 +46,12 @@ pub(super) fn parse_resource(
         ));
     }
     let issues = validate(state, &resource);
-    if issues.is_empty() {
-        Ok(resource)
-    } else {
-        Err(ApiError::with_issues(StatusCode::BAD_REQUEST, issues))
+    if !issues.is_empty() {
+        return Err(ApiError::with_issues(StatusCode::BAD_REQUEST, issues));
     }
+    let mut resource = resource;
+    business_rules(&mut resource)?;
+    Ok(resource)
 }
 
 /// A Binary sent in its own content type, turned into the resource that stores it.

@@ -73,6 +73,11 @@ pub(super) fn map_and_rewrite(
             entry: Some((p.index, full_url.clone(), p.res_type.clone())),
             error: e,
         };
+        if !is_patch {
+            for (r, target) in p.ins_references.iter().zip(&p.ins_targets) {
+                ins::attach(value, r, target);
+            }
+        }
         let rewritten = if is_patch {
             references.rewrite_patch(value, full_url.as_deref(), &state.base_url)
         } else {
@@ -355,6 +360,35 @@ pub(super) fn resolve(
                 resolve_reference(tx, state, context, reference).map_err(|e| Failed::at(p, e))?;
             references.map_conditional(reference, target);
         }
+    }
+    // Patients named by INS only: a Patient this Bundle writes, else a stored one.
+    for i in 0..planned.len() {
+        if planned[i].ins_references.is_empty() || planned[i].existing.is_some() {
+            continue;
+        }
+        let nearby = |r: &InsReference| {
+            planned.iter().find_map(|q| {
+                let resource = q.resource()?;
+                if !ins::holds_identifier(resource, &r.system, &r.value) {
+                    return None;
+                }
+                let id = q.existing.as_ref().map(|e| &e.res_id).or(q.id.as_ref())?;
+                Some(format!("Patient/{id}"))
+            })
+        };
+        let p = &planned[i];
+        // Looked up among the patients the entry's write may reach.
+        let operation = match p.op {
+            Op::Create { .. } => Operation::Create,
+            _ => Operation::Update,
+        };
+        let scope = context
+            .scope_for(operation, &p.res_type)
+            .map_err(|e| Failed::at(p, e))?
+            .without_types();
+        let targets = by_identifier::resolve(tx, state, &scope, &p.ins_references, &nearby)
+            .map_err(|e| Failed::at(p, e))?;
+        planned[i].ins_targets = targets;
     }
     Ok(())
 }

@@ -26,10 +26,11 @@ use super::bundle::{
 };
 use super::criteria::DEFAULT_COUNT;
 use super::criteria::{parse_criteria, query_error, several, shape, update_target};
+use super::write::{business_rules, create_only_error, stamper, write_error};
 use super::write::{check_id, check_type, check_version, derive, patch_preparer, patch_target};
-use super::write::{create_only_error, stamper, write_error};
-use super::{ApiError, Services};
+use super::{by_identifier, ApiError, Services};
 use crate::access::{self, AccessScope, Caller, Operation};
+use crate::fhir::ins::{self, InsReference};
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::patch::JsonPatch;
 use crate::fhir::search::query::{self, Clause, SearchQuery, Summary};
@@ -465,6 +466,10 @@ struct Planned {
     resolve_rank: usize,
     /// A create's body as its first version, rendered with `derived`.
     first_version: Option<meta::FirstVersion>,
+    /// Patient references that carry only an INS (`fhir::ins`), and once resolved the
+    /// `Patient/id` of each: attached before the references are rewritten.
+    ins_references: Vec<InsReference>,
+    ins_targets: Vec<String>,
 }
 
 struct Existing {
@@ -515,7 +520,17 @@ impl Planned {
     /// Whether the final references or identities of this entry depend on what the
     /// database holds.
     fn needs_resolution(&self) -> bool {
-        !self.conditional_references.is_empty() || self.criteria().is_some()
+        !self.conditional_references.is_empty()
+            || !self.ins_references.is_empty()
+            || self.criteria().is_some()
+    }
+
+    /// The resource this entry writes, when it writes one (not a patch).
+    fn resource(&self) -> Option<&Value> {
+        match &self.op {
+            Op::Create { resource, .. } | Op::Update { resource, .. } => Some(resource),
+            _ => None,
+        }
     }
 }
 

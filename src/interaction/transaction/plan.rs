@@ -44,8 +44,9 @@ pub(super) fn plan_entry(
     let mut resource = entry.resource;
     let op = match entry.method {
         Method::Post => {
-            let resource = resource.take().unwrap_or_default();
+            let mut resource = resource.take().unwrap_or_default();
             validated(&resource)?;
+            business_rules(&mut resource)?;
             let if_none_exist = match &entry.if_none_exist {
                 Some(text) => Some(criteria(text, "ifNoneExist")?),
                 None => {
@@ -59,7 +60,7 @@ pub(super) fn plan_entry(
             }
         }
         Method::Put => {
-            let resource = resource.take().unwrap_or_default();
+            let mut resource = resource.take().unwrap_or_default();
             let target = target("a PUT entry")?;
             let body_id = resource.get("id").and_then(Value::as_str);
             if let Target::Id(url_id) = &target {
@@ -89,6 +90,7 @@ pub(super) fn plan_entry(
             // Checked by the envelope: `*` or nothing.
             must_be_new = preconditions::create_only(entry.if_none_match.as_deref());
             validated(&resource)?;
+            business_rules(&mut resource)?;
             Op::Update {
                 resource,
                 target,
@@ -186,6 +188,12 @@ pub(super) fn plan_entry(
             ),
         ));
     }
+    let ins_references = match &op {
+        Op::Create { resource, .. } | Op::Update { resource, .. } => {
+            ins::ins_references(state.definitions, resource)
+        }
+        _ => Vec::new(),
+    };
     Ok(Planned {
         index: entry.index,
         full_url: entry.full_url,
@@ -201,6 +209,8 @@ pub(super) fn plan_entry(
         placeholders: Vec::new(),
         resolve_rank: 0,
         first_version: None,
+        ins_references,
+        ins_targets: Vec::new(),
     })
 }
 
