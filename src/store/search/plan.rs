@@ -377,24 +377,15 @@ impl<'a> Planner<'a> {
     pub fn scope(&mut self, alias: &str) {
         if let AccessScope::Patients(patients) = self.scope {
             let key = self.key(alias);
-            let fence = self.fence(alias);
-            if fence.is_empty() {
-                self.sql
-                    .push(" AND ")
-                    .push(&key)
-                    .push(" IN (SELECT res_key FROM resource_compartment WHERE patient IN ");
-                self.sql.bind_list(patients.iter().map(String::as_str));
-                self.sql.push(")");
-            } else {
-                // A probe of the key's compartments, like the other probes of a streaming
-                // driver.
-                self.sql.push(&format!(
-                    " AND EXISTS (SELECT 1 FROM resource_compartment sc WHERE sc.res_key = {key} \
-                     AND sc.patient IN "
-                ));
-                self.sql.bind_list(patients.iter().map(String::as_str));
-                self.sql.push(fence).push(")");
-            }
+            // Left to PostgreSQL's statistics even after a streaming driver: under a narrow
+            // scope it reads the scope's compartments first (a population search under one
+            // patient's scope: 3,881 buffers, against 20,081 as a probe per key).
+            self.sql
+                .push(" AND ")
+                .push(&key)
+                .push(" IN (SELECT res_key FROM resource_compartment WHERE patient IN ");
+            self.sql.bind_list(patients.iter().map(String::as_str));
+            self.sql.push(")");
         }
     }
 
