@@ -5,7 +5,8 @@ Starts `BINARY serve` on DATABASE (an SQLite file or a PostgreSQL URL already lo
 `carnet import` of `synthea -s 14 -p 100 -r 20250101`), then runs CLIENTS threads, each on its
 own keep-alive connection, for SECONDS: the searches of benches/pg_plans.py and
 `$everything` over every patient of the database, in turn. Prints the server's idle RSS, its
-peak (VmHWM) and requests/s, with the 1-minute load average. Extra arguments after `--` go
+peak (VmHWM), requests/s and the server's CPU time per request (user + system, from
+/proc: less sensitive to the machine's load than requests/s), with the 1-minute load average. Extra arguments after `--` go
 to `carnet serve` (e.g. `-- --sqlite-cache-size 512`).
 
     python3 benches/memory.py BINARY DATABASE [--clients 16] [--seconds 60] [-- ARGS...]
@@ -14,7 +15,9 @@ to `carnet serve` (e.g. `-- --sqlite-cache-size 512`).
 import argparse
 import http.client
 import json
+import os
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -28,14 +31,22 @@ def status(pid, field):
     return None
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("binary")
     parser.add_argument("database")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("serve_args", nargs="*")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    args.serve_args = extra
     server = subprocess.Popen(
         [args.binary, "serve", "--database-url", args.database, "--listen", "127.0.0.1:0",
          *args.serve_args],
@@ -75,6 +86,7 @@ def main():
                 i += 7
 
         started = time.time()
+        cpu_start = cpu_seconds(server.pid)
         threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
         for t in threads:
             t.start()
@@ -82,6 +94,7 @@ def main():
             t.join()
         elapsed = time.time() - started
         peak = status(server.pid, "VmHWM")
+        cpu = cpu_seconds(server.pid) - cpu_start
         with open("/proc/loadavg") as f:
             load = f.read().split()[0]
         print(json.dumps({
@@ -89,6 +102,7 @@ def main():
             "idle_rss_mib": round(idle, 1), "peak_rss_mib": round(peak, 1),
             "requests": done[0], "errors": errors[0],
             "requests_per_s": round(done[0] / elapsed, 1), "load": load,
+            "server_cpu_ms_per_request": round(cpu * 1000 / max(done[0], 1), 3),
         }))
     finally:
         server.terminate()
