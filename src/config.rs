@@ -194,6 +194,11 @@ pub struct DatabaseArgs {
     #[arg(long, env = "CARNET_POOL_SIZE")]
     pub pool_size: Option<u32>,
 
+    /// SQLite: MiB of page cache shared by the pool's connections (each gets an equal share,
+    /// 2 to 32 MiB) [default: 64]
+    #[arg(long, env = "CARNET_SQLITE_CACHE_SIZE")]
+    pub sqlite_cache_size: Option<u64>,
+
     /// TOML file with any of these settings (command line and environment win)
     #[arg(long, env = "CARNET_CONFIG")]
     pub config: Option<PathBuf>,
@@ -268,6 +273,7 @@ pub struct ServeArgs {
 struct FileConfig {
     database_url: Option<String>,
     pool_size: Option<u32>,
+    sqlite_cache_size: Option<u64>,
     listen: Option<SocketAddr>,
     base_url: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -322,6 +328,8 @@ pub struct IdentityProvider {
 pub struct DatabaseConfig {
     pub database_url: String,
     pub pool_size: u32,
+    /// SQLite page cache of the whole pool, in KiB.
+    pub sqlite_cache_kib: u64,
 }
 
 /// Server settings with defaults applied.
@@ -391,6 +399,12 @@ fn resolve_database(args: &DatabaseArgs, file: &FileConfig) -> DatabaseConfig {
             .or_else(|| file.database_url.clone())
             .unwrap_or_else(|| "sqlite:carnet.db".into()),
         pool_size: args.pool_size.or(file.pool_size).unwrap_or(16),
+        sqlite_cache_kib: args
+            .sqlite_cache_size
+            .or(file.sqlite_cache_size)
+            .map_or(crate::store::backend::DEFAULT_SQLITE_CACHE_KIB, |mib| {
+                mib.saturating_mul(1024)
+            }),
     }
 }
 

@@ -208,7 +208,9 @@ fn import(args: &carnet::config::ImportArgs) -> ExitCode {
             (Backend::Sqlite, _) => 1,
         };
         // The writers' connections, and one for what runs beside them.
-        let store = Store::open(&url, writers as u32 + 1).map_err(|e| failed(e.to_string()))?;
+        let store =
+            Store::open_with_cache(&url, writers as u32 + 1, config.database.sqlite_cache_kib)
+                .map_err(|e| failed(e.to_string()))?;
         let applied = store.migrate().map_err(|e| failed(e.to_string()))?;
         if applied > 0 {
             log::info!("applied {applied} migration(s) to {url}");

@@ -30,7 +30,12 @@ pub struct Started {
 /// Opens and migrates the database, then binds. Errors are messages for the operator.
 pub fn start(config: &ServeConfig) -> Result<Started, String> {
     let url = DatabaseUrl::parse(&config.database.database_url).map_err(|e| e.to_string())?;
-    let store = Store::open(&url, config.database.pool_size).map_err(|e| e.to_string())?;
+    let store = Store::open_with_cache(
+        &url,
+        config.database.pool_size,
+        config.database.sqlite_cache_kib,
+    )
+    .map_err(|e| e.to_string())?;
     let applied = store.migrate().map_err(|e| e.to_string())?;
     if applied > 0 {
         log::info!("applied {applied} migration(s) to {url}");

@@ -329,8 +329,7 @@ fn write_batch(
     for unit in units.iter_mut() {
         match unit {
             Unit::Resources { items, .. } => {
-                let results =
-                    bulk::write_many(tx, services, &context.scope_for_import(), items)?;
+                let results = bulk::write_many(tx, services, &context.scope_for_import(), items)?;
                 written.outcomes.push(Outcome::Resources(results));
                 written.search_params |= items.iter().any(|w| w.res_type == "SearchParameter");
             }

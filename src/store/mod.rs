@@ -109,7 +109,17 @@ pub(crate) type Conn = PooledConnection<ConnectionManager<DbConnection>>;
 impl Store {
     /// Connects to `url` with at most `pool_size` connections. Does not migrate.
     pub fn open(url: &DatabaseUrl, pool_size: u32) -> Result<Store, StoreError> {
-        let pool = backend::open_pool(url, pool_size)?;
+        Store::open_with_cache(url, pool_size, backend::DEFAULT_SQLITE_CACHE_KIB)
+    }
+
+    /// [`Store::open`] with the SQLite page cache of the whole pool set to `sqlite_cache_kib`
+    /// (split evenly between its connections; PostgreSQL ignores it).
+    pub fn open_with_cache(
+        url: &DatabaseUrl,
+        pool_size: u32,
+        sqlite_cache_kib: u64,
+    ) -> Result<Store, StoreError> {
+        let pool = backend::open_pool(url, pool_size, sqlite_cache_kib)?;
         Ok(Store {
             pool,
             backend: url.backend(),

@@ -77,6 +77,26 @@ impl Sql {
         }
     }
 
+    /// The resource row `alias` of each driver key `driver.res_key`. On SQLite a plain `CROSS
+    /// JOIN` (which SQLite never reorders); on PostgreSQL a lateral lookup by primary key, so
+    /// that the driver's keys are looked up one by one and a page stops early: with a join,
+    /// PostgreSQL merged the driver with the whole `resource` primary key, reading it from its
+    /// first row up to the driver's first key (98,000 rows for one `$everything` page).
+    pub fn resource_of(&self, driver: &str, alias: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => format!(" CROSS JOIN resource {alias}"),
+            Backend::Postgres => format!(
+                " CROSS JOIN LATERAL (SELECT * FROM resource WHERE res_key = {driver}.res_key \
+                 OFFSET 0) {alias}"
+            ),
+        }
+    }
+
+    /// Whether [`Sql::resource_of`] is a lateral lookup (PostgreSQL).
+    pub fn lateral(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
     /// `(?, ?, ...)` with one placeholder per value; `(NULL)`, which matches nothing, for none
     /// (an empty `IN ()` is an error on PostgreSQL).
     pub fn bind_list<'v>(&mut self, values: impl IntoIterator<Item = &'v str>) -> &mut Sql {

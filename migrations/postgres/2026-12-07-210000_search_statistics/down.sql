@@ -1,0 +1,3 @@
+DROP STATISTICS search_token_value_stats;
+DROP STATISTICS search_reference_target_stats;
+DROP STATISTICS search_string_value_stats;
