@@ -55,10 +55,14 @@ def main():
         line = server.stdout.readline()
         base = line.strip().rsplit(" ", 1)[1]
         url = urllib.parse.urlsplit(base)
+        token = subprocess.run(
+            [args.binary, "token", "--database-url", args.database, "--base-url", f"{base}/fhir",
+             "--scope", "system/*.cruds"], check=True, capture_output=True, text=True).stdout.strip()
+        auth = {"Authorization": f"Bearer {token}"}
         time.sleep(1)
         idle = status(server.pid, "VmRSS")
         conn = http.client.HTTPConnection(url.hostname, url.port)
-        conn.request("GET", "/fhir/Patient?_count=1000&_elements=id")
+        conn.request("GET", "/fhir/Patient?_count=1000&_elements=id", headers=auth)
         patients = [e["resource"]["id"] for e in json.loads(conn.getresponse().read()).get("entry", [])]
         paths = []
         for p in patients:
@@ -77,7 +81,7 @@ def main():
             c = http.client.HTTPConnection(url.hostname, url.port)
             i = k
             while time.time() < stop:
-                c.request("GET", paths[i % len(paths)])
+                c.request("GET", paths[i % len(paths)], headers=auth)
                 r = c.getresponse()
                 r.read()
                 with lock:

@@ -18,6 +18,7 @@ rows read do not depend on the load of the machine; timings do.
 import argparse
 import ast
 import http.client
+import os
 import re
 import statistics
 import subprocess
@@ -132,7 +133,8 @@ def main():
         times = []
         for i in range(args.runs + 1):
             t = time.perf_counter()
-            conn.request("GET", url)
+            # Authorization is on: a token from `carnet token` in CARNET_TOKEN.
+            conn.request("GET", url, headers={"Authorization": f"Bearer {os.environ.get('CARNET_TOKEN', '')}"})
             response = conn.getresponse()
             response.read()
             if response.status != 200:

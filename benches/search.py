@@ -205,6 +205,11 @@ def normalize(text):
 # ---------------------------------------------------------------------------------------------
 # The server and the databases.
 
+# The operator's token of the server running now (`carnet token`): every request this script
+# sends carries it, since authorization is on.
+AUTH_TOKEN = None
+
+
 class Server:
     def __init__(self, binary, database_url, log_path=None, log_spec="warn"):
         env = {**os.environ, "CARNET_LOG": log_spec, "RUST_LOG": log_spec}
@@ -227,13 +232,20 @@ class Server:
             except OSError:
                 self.conn.close()
             time.sleep(0.01)
+        global AUTH_TOKEN
+        AUTH_TOKEN = subprocess.run(
+            [binary, "token", "--database-url", database_url, "--base-url", self.base,
+             "--scope", "system/*.cruds"], check=True, capture_output=True, text=True).stdout.strip()
 
     def get(self, path):
         """GET a path under the server (or a full URL on it): (status, parsed JSON or text)."""
         if path.startswith("http"):
             parts = urllib.parse.urlsplit(path)
             path = parts.path + (f"?{parts.query}" if parts.query else "")
-        self.conn.request("GET", path, headers={"Accept": "application/fhir+json"})
+        headers = {"Accept": "application/fhir+json"}
+        if AUTH_TOKEN:
+            headers["Authorization"] = f"Bearer {AUTH_TOKEN}"
+        self.conn.request("GET", path, headers=headers)
         response = self.conn.getresponse()
         raw = response.read()
         try:
@@ -353,6 +365,7 @@ class Backend:
 def encode_put(res_type, body):
     data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     head = (f"PUT /fhir/{res_type}/{body['id']} HTTP/1.1\r\nHost: bench\r\n"
+            f"Authorization: Bearer {AUTH_TOKEN}\r\n"
             "Content-Type: application/fhir+json\r\nPrefer: return=minimal\r\n"
             f"Content-Length: {len(data)}\r\n\r\n").encode()
     return head + data
@@ -911,7 +924,7 @@ def oha(urls, duration, connections, label):
         f.write("\n".join(urls) + "\n")
         url_file = f.name
     cmd = ["oha", "-z", f"{duration}s", "-c", str(connections), "--no-tui", "--output-format", "json",
-           "--urls-from-file"]
+           "-H", f"Authorization: Bearer {AUTH_TOKEN}", "--urls-from-file"]
     out = subprocess.run(cmd + [url_file], check=True, capture_output=True, text=True).stdout
     os.remove(url_file)
     result = json.loads(out)
@@ -924,7 +937,8 @@ def oha(urls, duration, connections, label):
         "success": result["summary"]["successRate"],
         "p50_ms": pct["p50"] * 1000, "p90_ms": pct["p90"] * 1000, "p99_ms": pct["p99"] * 1000,
         "codes": result.get("statusCodeDistribution", {}),
-        "command": " ".join(cmd) + " URLS.txt",
+        "command": " ".join(part if not part.startswith("Authorization") else "'Authorization: Bearer TOKEN'"
+                            for part in cmd) + " URLS.txt",
         "urls": len(urls),
     }
 
