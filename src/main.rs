@@ -52,11 +52,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Opens and migrates the database of `args`.
+/// Opens and migrates the database of `args`, with one connection: a second one would be
+/// opened in the pool's background while the command exits (libpq crashes in that race).
 fn open_store(args: &carnet::config::DatabaseArgs) -> Result<Store, String> {
     let config = args.resolve()?;
     let url = DatabaseUrl::parse(&config.database_url).map_err(|e| e.to_string())?;
-    let store = Store::open(&url, 2).map_err(|e| e.to_string())?;
+    let store = Store::open(&url, 1).map_err(|e| e.to_string())?;
     store.migrate().map_err(|e| e.to_string())?;
     Ok(store)
 }

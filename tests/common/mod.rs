@@ -203,8 +203,10 @@ pub fn cli_token(database_url: &str, base: &str, scope: &str, extra: &[&str]) ->
         .expect("cannot run carnet token");
     assert!(
         output.status.success(),
-        "carnet token failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+        "carnet token failed ({}): {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
     );
     String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
