@@ -44,10 +44,15 @@ def load(server, observations):
 
 def paths(server, token, args):
     base = f"http://{server.addr}/fhir"
-    return {
+    results = {
         "read": rest.oha(f"{base}/Patient/bench-patient", args.duration, args.connections, token=token),
         "search": rest.oha(f"{base}/{SEARCH}", args.duration, args.connections, token=token),
     }
+    for name, result in results.items():
+        # Only successful requests count: a refused token would be fast, and wrong.
+        if set(result["codes"]) != {"200"}:
+            raise SystemExit(f"{name}: status codes {result['codes']}")
+    return results
 
 
 def token_endpoint(server, args):
@@ -105,12 +110,12 @@ def token_endpoint(server, args):
 def run_backend(name, database_url, args):
     server = rest.Server(database_url)
     load(server, args.observations)
-    token = server.token
     server.stop()
     runs = {"token": [], "none": []}
     for _ in range(2):
+        # A token for each start: its audience is the server's base URL, whose port changes.
         server = rest.Server(database_url)
-        runs["token"].append(paths(server, token, args))
+        runs["token"].append(paths(server, server.token, args))
         server.stop()
         server = rest.Server(database_url, extra_args=["--insecure-no-auth"])
         runs["none"].append(paths(server, None, args))
