@@ -126,12 +126,15 @@ impl Store {
         })
     }
 
-    /// Records the grant of a token about to be handed out.
+    /// Records the grant of a token about to be handed out (on SQLite in the shared
+    /// group-commit transaction: issuing tokens is a stream of small writes).
     pub fn record_grant(&self, grant: &GrantRow) -> Result<(), StoreError> {
-        on_backend!(&mut *self.conn()?, c => diesel::insert_into(auth_grant::table)
-            .values(grant)
-            .execute(c))?;
-        Ok(())
+        self.write_with(|conn| {
+            on_backend!(conn, c => diesel::insert_into(auth_grant::table)
+                .values(grant)
+                .execute(c))?;
+            Ok(())
+        })
     }
 
     /// The grant of the token `jti`: one primary-key lookup, made on every request so that a
@@ -169,20 +172,21 @@ impl Store {
         expires: i64,
     ) -> Result<bool, StoreError> {
         let now = chrono::Utc::now().timestamp();
-        let mut conn = self.conn()?;
-        on_backend!(&mut *conn, c => diesel::delete(
-            client_assertion::table.filter(client_assertion::expires.lt(now)),
-        )
-        .execute(c))?;
-        let inserted = on_backend!(&mut *conn, c => diesel::insert_into(client_assertion::table)
-            .values((
-                client_assertion::client_id.eq(client_id),
-                client_assertion::jti.eq(jti),
-                client_assertion::expires.eq(expires),
-            ))
-            .on_conflict_do_nothing()
-            .execute(c))?;
-        Ok(inserted == 1)
+        self.write_with(|conn| {
+            conn.transaction(|conn| {
+                diesel::delete(client_assertion::table.filter(client_assertion::expires.lt(now)))
+                    .execute(conn)?;
+                let inserted = on_backend!(conn, c => diesel::insert_into(client_assertion::table)
+                    .values((
+                        client_assertion::client_id.eq(client_id),
+                        client_assertion::jti.eq(jti),
+                        client_assertion::expires.eq(expires),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(c))?;
+                Ok::<_, StoreError>(inserted == 1)
+            })
+        })
     }
 
     /// Records a new authorization request, or saves the changes to one.
