@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 
-use super::backend::on_backend;
+use super::backend::{on_backend, DbConnection};
 use super::schema::{
     auth_grant, auth_request, client_assertion, oauth_client, refresh_token, server_key,
 };
@@ -126,13 +126,25 @@ impl Store {
         })
     }
 
-    /// Records the grant of a token about to be handed out (on SQLite in the shared
-    /// group-commit transaction: issuing tokens is a stream of small writes).
+    /// Records the grant of a token about to be handed out. Issuing tokens is a stream of
+    /// small writes: on SQLite they share the group-commit transaction; on PostgreSQL the
+    /// commit does not wait for its WAL flush (`synchronous_commit = off`). A crash may then
+    /// lose the grants of the last moments: their tokens are refused as unknown (401) and their
+    /// clients ask again; nothing is ever granted that was not.
     pub fn record_grant(&self, grant: &GrantRow) -> Result<(), StoreError> {
+        let insert = diesel::insert_into(auth_grant::table).values(grant);
         self.write_with(|conn| {
-            on_backend!(conn, c => diesel::insert_into(auth_grant::table)
-                .values(grant)
-                .execute(c))?;
+            match conn {
+                DbConnection::Sqlite(c) => {
+                    insert.execute(c)?;
+                }
+                DbConnection::Postgres(c) => {
+                    c.transaction(|c| {
+                        diesel::sql_query("SET LOCAL synchronous_commit = off").execute(c)?;
+                        insert.execute(c)
+                    })?;
+                }
+            }
             Ok(())
         })
     }
