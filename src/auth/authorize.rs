@@ -314,6 +314,23 @@ async fn bound_request<S: AuthContext>(
     }
 }
 
+/// The request named by `id` if this browser started it and someone signed in to it.
+async fn signed_in<S: AuthContext>(
+    req: &HttpRequest,
+    state: &web::Data<S>,
+    id: &str,
+) -> Result<AuthRequestRow, HttpResponse> {
+    match bound_request(req, state, id).await {
+        Ok(request) if request.fhir_user.is_some() => Ok(request),
+        Ok(_) => Err(problem(
+            StatusCode::BAD_REQUEST,
+            "Start again",
+            "Sign in first.",
+        )),
+        Err(page) => Err(page),
+    }
+}
+
 async fn save<S: AuthContext>(
     state: &web::Data<S>,
     row: AuthRequestRow,
@@ -513,9 +530,8 @@ async fn patient_chosen<S: AuthContext>(
     form: web::Form<PatientChoice>,
     state: web::Data<S>,
 ) -> HttpResponse {
-    let mut request = match bound_request(&req, &state, &form.request).await {
-        Ok(r) if r.fhir_user.is_some() => r,
-        Ok(_) => return problem(StatusCode::BAD_REQUEST, "Start again", "Sign in first."),
+    let mut request = match signed_in(&req, &state, &form.request).await {
+        Ok(r) => r,
         Err(page) => return page,
     };
     let ins = form.ins.trim().to_string();
@@ -616,9 +632,16 @@ async fn consent_given<S: AuthContext>(
     form: web::Form<Decision>,
     state: web::Data<S>,
 ) -> HttpResponse {
-    let mut request = match bound_request(&req, &state, &form.request).await {
-        Ok(r) if r.fhir_user.is_some() && r.code_sha256.is_none() => r,
-        Ok(_) => return problem(StatusCode::BAD_REQUEST, "Start again", "Sign in first."),
+    // Decided once: a request that already has its code is not decided again.
+    let mut request = match signed_in(&req, &state, &form.request).await {
+        Ok(r) if r.code_sha256.is_none() => r,
+        Ok(_) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "Start again",
+                "This request was decided already.",
+            )
+        }
         Err(page) => return page,
     };
     let issuer = state.authority().issuer().to_string();

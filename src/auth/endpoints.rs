@@ -314,6 +314,29 @@ async fn token<S: AuthContext>(
     }
 }
 
+/// The `private_key_jwt` assertion of the form, if it carries one; another assertion type is
+/// refused.
+fn assertion<'a>(
+    form: &'a [(String, String)],
+    token_url: &'a str,
+) -> Result<Option<Credentials<'a>>, OAuthError> {
+    match (
+        param(form, "client_assertion_type"),
+        param(form, "client_assertion"),
+    ) {
+        (Some(clients::JWT_BEARER), Some(assertion)) => Ok(Some(Credentials::Assertion {
+            assertion,
+            token_url,
+        })),
+        (Some(clients::JWT_BEARER), None) => Err(OAuthError::client("client_assertion is missing")),
+        (Some(other), _) => Err(OAuthError::client(format!(
+            "client_assertion_type '{other}' is not supported; use {}",
+            clients::JWT_BEARER
+        ))),
+        (None, _) => Ok(None),
+    }
+}
+
 fn invalid_grant(description: impl Into<String>) -> OAuthError {
     OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
 }
@@ -325,22 +348,10 @@ fn app_client<S: AuthContext>(
     form: &[(String, String)],
     basic: Option<(String, String)>,
 ) -> Result<clients::Client, OAuthError> {
-    let urls = state.authority().urls();
-    let credentials = match (
-        param(form, "client_assertion_type"),
-        param(form, "client_assertion"),
-    ) {
-        (Some(clients::JWT_BEARER), Some(assertion)) => Credentials::Assertion {
-            assertion,
-            token_url: &urls.token,
-        },
-        (Some(other), _) => {
-            return Err(OAuthError::client(format!(
-                "client_assertion_type '{other}' is not supported; use {}",
-                clients::JWT_BEARER
-            )))
-        }
-        (None, _) => match (
+    let token_url = &state.authority().urls().token;
+    let credentials = match assertion(form, token_url)? {
+        Some(assertion) => assertion,
+        None => match (
             &basic,
             param(form, "client_id"),
             param(form, "client_secret"),
@@ -546,32 +557,15 @@ fn client_credentials<S: AuthContext>(
     form: &[(String, String)],
     basic: Option<(String, String)>,
 ) -> Result<Value, OAuthError> {
-    let urls = state.authority().urls();
-    let credentials = match (
-        param(form, "client_assertion_type"),
-        param(form, "client_assertion"),
-    ) {
-        (Some(clients::JWT_BEARER), Some(assertion)) => Credentials::Assertion {
-            assertion,
-            token_url: &urls.token,
-        },
-        (Some(clients::JWT_BEARER), None) => {
-            return Err(OAuthError::client("client_assertion is missing"))
+    let token_url = &state.authority().urls().token;
+    let credentials = match (assertion(form, token_url)?, &basic) {
+        (Some(assertion), _) => assertion,
+        (None, Some((id, secret))) => Credentials::Secret { id, secret },
+        (None, None) => {
+            return Err(OAuthError::client(
+                "client_credentials needs a client_assertion (private_key_jwt)",
+            ))
         }
-        (Some(other), _) => {
-            return Err(OAuthError::client(format!(
-                "client_assertion_type '{other}' is not supported; use {}",
-                clients::JWT_BEARER
-            )))
-        }
-        (None, _) => match &basic {
-            Some((id, secret)) => Credentials::Secret { id, secret },
-            None => {
-                return Err(OAuthError::client(
-                    "client_credentials needs a client_assertion (private_key_jwt)",
-                ))
-            }
-        },
     };
     let client = clients::authenticate(state.store(), &credentials)?;
     if client.kind != ClientKind::Backend {
