@@ -3,11 +3,9 @@
 //! secret, an asymmetric or backend one by a JWT it signs with its own key
 //! (`private_key_jwt`).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::Value;
 
+use super::authorize::{random_token, sha256};
 use super::jwt::{self, VerifyingKey};
 use crate::access::Scopes;
 use crate::store::auth::{now_seconds, ClientRow};
@@ -129,7 +127,7 @@ pub fn register(store: &Store, new: &NewClient) -> Result<Option<String>, String
             ));
         }
     }
-    let secret = (new.kind == ClientKind::Confidential).then(random_secret);
+    let secret = (new.kind == ClientKind::Confidential).then(random_token);
     let row = ClientRow {
         client_id: new.client_id.clone(),
         kind: new.kind.as_str().into(),
@@ -148,20 +146,6 @@ pub fn register(store: &Store, new: &NewClient) -> Result<Option<String>, String
         ));
     }
     Ok(secret)
-}
-
-fn random_secret() -> String {
-    let mut bytes = [0_u8; 32];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("the system has randomness");
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn sha256(text: &str) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
-        .as_ref()
-        .to_vec()
 }
 
 /// The keys of a JWKS document, with their `kid`s.
